@@ -1,0 +1,66 @@
+"""Baseline schedules in the planner's vocabulary: store-all, recompute-all, Chen.
+
+They share the :class:`~mbrnn.plan.ops.Plan` type with the optimal policies, so they can
+be simulated, executed and compared directly, and they serve as test oracles.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+from .ops import Backward, Forward, ForwardKeep, FreeHidden, KeepHidden, Op
+
+__all__ = [
+    "chen_ops",
+    "chen_segment",
+    "recompute_all_ops",
+    "store_all_ops",
+]
+
+
+def store_all_ops(T: int) -> Iterator[Op]:
+    """One sweep keeping every internal state, then one backward: ``C = T``."""
+    yield ForwardKeep(0, T)
+    yield Backward(0, T)
+
+
+def recompute_all_ops(T: int) -> Iterator[Op]:
+    """Keep only ``h[0]``; re-run from it for every step: ``C = T(T+1)/2``, peak ``s``."""
+    for k in range(T, 0, -1):
+        if k > 1:
+            yield Forward(0, k - 1)
+        yield ForwardKeep(k - 1, k)
+        yield Backward(k - 1, k)
+
+
+def chen_segment(T: int) -> int:
+    """Chen et al. (2016) segment length: ``ceil(sqrt(T))``."""
+    return max(1, math.isqrt(T - 1) + 1) if T > 1 else 1
+
+
+def chen_ops(T: int) -> Iterator[Op]:
+    """Chen et al. (2016) sqrt(T) checkpointing.
+
+    Segments of ``k = ceil(sqrt(T))`` steps. The first sweep keeps ``h`` at every segment
+    start except ``0`` and the last one, and runs the last segment keeping its internal
+    states. Each earlier segment is then re-run once from its start keeping internal
+    states, and back-propagated. With ``B`` the start of the last segment,
+    ``C = T + B``; while segment ``i`` (0-based) is back-propagated, ``i + 1`` hidden
+    states are kept (``i`` for the last segment) plus ``len_i - 1`` internal states.
+    """
+    k = chen_segment(T)
+    starts = list(range(0, T, k))
+    last = starts[-1]
+    for b in starts[1:-1]:
+        yield Forward(b - k, b)
+        yield KeepHidden(b)
+    if last > 0:
+        yield Forward(last - k, last)
+    yield ForwardKeep(last, T)
+    yield Backward(last, T)
+    for b in reversed(starts[:-1]):
+        yield ForwardKeep(b, b + k)
+        yield Backward(b, b + k)
+        if b > 0:
+            yield FreeHidden(b)
