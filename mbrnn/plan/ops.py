@@ -106,7 +106,7 @@ class OpSequence(Sequence[Op]):
         return self._materialise()[index]
 
     def __repr__(self) -> str:
-        return f"OpSequence(<lazy>)" if self._cache is None else f"OpSequence({self._cache!r})"
+        return "OpSequence(<lazy>)" if self._cache is None else f"OpSequence({self._cache!r})"
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,8 @@ def _table(T: int, M: int, s: int, a: int, hsm: bool, ism: bool) -> np.ndarray:
     C = np.full((T + 1, M + 1), _INF, dtype=np.int32)
     C[0, s:] = 0
     for t in range(1, T + 1):
-        full = s + (t - 1) * a
+        # keeping every internal state needs ISM moves; HSM alone never reaches cost t
+        full = s + (t - 1) * a if (ism or t == 1) else M + 1
         row = C[t]
         lo, hi = s, min(M, full - 1) + 1
         if full <= M:
@@ -240,10 +241,13 @@ def _merge(ops: Iterable[Op]) -> Iterator[Op]:
                 if pending.stop == op.start:
                     pending = type(op)(pending.start, op.stop)
                     continue
-            elif isinstance(op, Backward) and isinstance(pending, Backward):
-                if op.stop == pending.start:
-                    pending = Backward(op.start, pending.stop)
-                    continue
+            elif (
+                isinstance(op, Backward)
+                and isinstance(pending, Backward)
+                and op.stop == pending.start
+            ):
+                pending = Backward(op.start, pending.stop)
+                continue
             yield pending
         pending = op
     if pending is not None:
@@ -297,7 +301,7 @@ def _hierarchical(
     Min = min(m, s + (Lmax - 1) * a)
     C = _table(Lmax, Min, s, a, hsm, True)
     best: tuple[int, int, int] | None = None  # (cost, L, c)
-    Ls = sorted({max(1, int(round(Lmax / 1.25**k))) for k in range(40)} | {Lmax})
+    Ls = sorted({max(1, round(Lmax / 1.25**k)) for k in range(40)} | {Lmax})
     for L in Ls:
         n = -(-T // L)
         last = T - (n - 1) * L
@@ -390,7 +394,7 @@ def _solve_one(chain: Chain, budget: float, policy: str, resolution: int | None,
             raise _infeasible(chain, budget, sim.peak, policy)
         return _plan(policy, chain, budget, sim.forward_steps, lambda: chen_ops(T))
     if policy == "hsm":
-        c = int(math.floor(budget / s + 1e-9))
+        c = math.floor(budget / s + 1e-9)
         return _plan(policy, chain, budget, hsm_cost(T, c),
                      lambda: _merge(_emit(T, c, _hsm_decide)))
     # ism / msm

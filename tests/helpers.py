@@ -1,0 +1,70 @@
+"""Shared test oracles and strategies."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from functools import cache
+
+
+@cache
+def brute_force_cost(T: int, s: int, a: int, m: int, policy: str) -> int | None:
+    """Fewest forward steps by exhaustive search over schedules, no dynamic program.
+
+    A Dijkstra search over the states of an execution machine: the next step to
+    back-propagate ``b``, the kept hidden states ``H`` (``h[0]`` always), the kept
+    internal states ``I`` and the cursor (the running state of a sweep). Actions:
+
+    - step from any available state ``p < b`` (``h[0]``, kept hidden, output of a kept
+      internal state, the cursor) to ``p+1``, optionally keeping step ``p+1``'s internal
+      state (cost 1);
+    - keep the cursor as a hidden state; drop any kept hidden state (cost 0);
+    - back-propagate step ``b`` when its internal state is kept (cost 0).
+
+    Memory ``s*|H| + a*|I minus {b}|`` may never exceed ``m``. "hsm" keeps internal states
+    only for step ``b`` (the step about to be back-propagated, which is working memory),
+    "ism" keeps no hidden states but ``h[0]``. Returns ``None`` when no schedule fits.
+    """
+    if m < s:
+        return None
+    hsm_ok = policy in ("hsm", "msm")
+    ism_ok = policy in ("ism", "msm")
+    start = (T, frozenset({0}), frozenset(), 0)
+    dist = {start: 0}
+    counter = itertools.count()
+    heap = [(0, next(counter), start)]
+
+    def mem(b: int, H: frozenset[int], I: frozenset[int]) -> int:
+        return s * len(H) + a * len(I - {b})
+
+    while heap:
+        d, _, state = heapq.heappop(heap)
+        if dist.get(state, 1 << 60) < d:
+            continue
+        b, H, I, cur = state
+        if b == 0:
+            return d
+        nexts: list[tuple[int, tuple]] = []
+        avail = {p for p in (H | I | ({cur} if cur is not None else set())) if p < b}
+        for p in avail:
+            q = p + 1
+            nexts.append((1, (b, H, I, q)))
+            if q not in I and (ism_ok or q == b):
+                nexts.append((1, (b, H, I | {q}, q)))
+        if hsm_ok and cur is not None and cur not in H and 0 < cur < b:
+            nexts.append((0, (b, H | {cur}, I, cur)))
+        for p in H:
+            if p != 0:
+                nexts.append((0, (b, H - {p}, I, cur)))
+        if b in I:
+            nb = b - 1
+            nexts.append((0, (nb, frozenset(p for p in H if p < nb or p == 0), I - {b}, None)))
+        for cost, ns in nexts:
+            nb, nH, nI, _ = ns
+            if mem(nb, nH, nI) > m:
+                continue
+            nd = d + cost
+            if nd < dist.get(ns, 1 << 60):
+                dist[ns] = nd
+                heapq.heappush(heap, (nd, next(counter), ns))
+    return None
