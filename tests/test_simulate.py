@@ -44,9 +44,17 @@ def test_hidden_and_internal_counted() -> None:
         ([Forward(0, 2), KeepHidden(2), ForwardKeep(2, 4), Backward(2, 4), ForwardKeep(0, 2),
           Backward(0, 2)], "ends holding hidden"),
         ([Forward(0, 5)], "stop <= 4"),
-        ([ForwardKeep(0, 4), Backward(3, 4), Forward(3, 4)], "stop <= 3"),
+        ([ForwardKeep(0, 4), Backward(2, 4), Backward(0, 2)], "inside the run kept from 0"),
+        ([Forward(0, 3), ForwardKeep(3, 4), Backward(3, 4), Forward(3, 4)], "stop <= 3"),
     ],
 )
 def test_illegal_plans_are_rejected(ops: list, match: str) -> None:
     with pytest.raises(PlanError, match=match):
         simulate_ops(ops, CHAIN)
+
+
+def test_run_inputs_counted_on_request() -> None:
+    # a run started from the running state of a sweep: autograd also holds h[2]
+    ops = [Forward(0, 2), ForwardKeep(2, 4), Backward(2, 4), ForwardKeep(0, 2), Backward(0, 2)]
+    assert simulate_ops(ops, CHAIN).peak == 1.0 + 3.0
+    assert simulate_ops(ops, CHAIN, count_run_inputs=True).peak == 1.0 + 3.0 + 1.0

@@ -9,6 +9,15 @@ legal, counts forward steps and tracks memory by the planner's accounting:
 The running state of a sweep, the internal state of the one step being back-propagated
 and the incoming gradient are working memory, not counted; an executor adds them as a
 constant (see ``mbrnn.runtime``).
+
+Two rules beyond the accounting make a plan executable with one autograd graph per run:
+a ``Backward`` covers whole ``ForwardKeep`` runs (never part of one), and the first
+sweep visits every step once, in order.
+
+With ``count_run_inputs=True`` the simulation also counts what autograd really holds: a
+run that starts from the running state of a sweep (not from a kept hidden state or from
+inside a kept internal state) saves that start state too, until the run is
+back-propagated. The optimal recurrences do not model this; the runtime plans with it.
 """
 
 from __future__ import annotations
@@ -38,12 +47,14 @@ class Simulation:
     num_ops: int
 
 
-def simulate(plan: Plan, chain: Chain | None = None) -> Simulation:
+def simulate(plan: Plan, chain: Chain | None = None, *, count_run_inputs: bool = False) -> Simulation:
     """Replay ``plan`` on ``chain`` (default: the plan's own) and check it."""
-    return simulate_ops(plan.ops, chain if chain is not None else plan.chain)
+    return simulate_ops(
+        plan.ops, chain if chain is not None else plan.chain, count_run_inputs=count_run_inputs
+    )
 
 
-def simulate_ops(ops: Iterable[Op], chain: Chain) -> Simulation:
+def simulate_ops(ops: Iterable[Op], chain: Chain, *, count_run_inputs: bool = False) -> Simulation:
     """Replay an op sequence; raise :class:`PlanError` at the first illegal op."""
     T = chain.length
     s = chain.state_size
@@ -58,6 +69,8 @@ def simulate_ops(ops: Iterable[Op], chain: Chain) -> Simulation:
     peak = s
     max_h = 1
     max_i = 0
+    run_of: dict[int, int] = {}  # kept step -> start of its ForwardKeep run
+    run_inputs: set[int] = set()  # runs whose start state autograd holds on its own
 
     def available(p: int) -> bool:
         return p in hidden or p in internal or p == cursor
@@ -75,10 +88,13 @@ def simulate_ops(ops: Iterable[Op], chain: Chain) -> Simulation:
                     raise PlanError(f"op {n} {op}: the first sweep must continue at {first_sweep_end}")
                 first_sweep_end = stop
             if isinstance(op, ForwardKeep):
+                if start not in hidden and start not in internal:
+                    run_inputs.add(start)
                 for k in range(start + 1, stop + 1):
                     if k in internal:
                         raise PlanError(f"op {n} {op}: internal state {k} is already kept")
                     internal.add(k)
+                    run_of[k] = start
             fwd += stop - start
             runs += 1
             cursor = stop
@@ -104,12 +120,19 @@ def simulate_ops(ops: Iterable[Op], chain: Chain) -> Simulation:
                 if k not in internal:
                     raise PlanError(f"op {n} {op}: internal state {k} was not kept")
                 internal.discard(k)
+            if run_of[start + 1] != start:
+                raise PlanError(f"op {n} {op}: stops inside the run kept from {run_of[start + 1]}")
+            for k in range(start + 1, stop + 1):
+                del run_of[k]
+            run_inputs.discard(start)
             frontier = start
             cursor = None
         else:
             raise PlanError(f"op {n}: unknown op {op!r}")
         counted_i = len(internal) - (1 if frontier in internal else 0)
         mem = s * len(hidden) + a * counted_i
+        if count_run_inputs:
+            mem += s * len(run_inputs)
         if mem > peak:
             peak = mem
         max_h = max(max_h, len(hidden))
