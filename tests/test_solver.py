@@ -141,6 +141,7 @@ def test_baseline_costs_and_peaks() -> None:
     rec = solve(chain, s, "recompute_all")
     assert rec.forward_steps == T * (T + 1) // 2 and rec.peak == s
     chen = solve(chain, 1e9, "chen")
+    assert simulate(chen).forward_steps == chen.forward_steps
     k = math.isqrt(T - 1) + 1  # 10
     last = (T - 1) // k * k  # start of the last segment
     assert chen.forward_steps == T + last
@@ -273,3 +274,28 @@ def test_infeasible_budget_states_minimum() -> None:
     with pytest.raises(InfeasibleBudgetError) as info2:
         solve(chain, 20.0, "store_all")
     assert info2.value.minimum == chain.store_all_peak
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 10, 17, 99, 100, 101, 1000])
+def test_chen_closed_form_equals_replay(T: int) -> None:
+    from mbrnn.plan.baselines import chen_cost
+
+    chain = Chain(T, 1.0, 3.0)
+    plan = solve(chain, 1e12, "chen")
+    sim = simulate(plan)
+    assert chen_cost(T, 1.0, 3.0) == (sim.forward_steps, sim.peak)
+
+
+@pytest.mark.parametrize(("T", "budget"), [(1100, 43.97), (1500, 9.0), (2500, 30.0), (4000, 200.0)])
+def test_hierarchical_plans_are_valid(T: int, budget: float) -> None:
+    chain = Chain(T, 1.0, 4.0)
+    for policy in ("ism", "msm", "auto"):
+        plan = solve(chain, budget, policy)
+        sim = simulate(plan)
+        assert sim.forward_steps == plan.forward_steps and sim.peak <= budget
+        assert plan.forward_steps <= solve(chain, budget, "recompute_all").forward_steps
+
+
+def test_tiny_budget_long_sequence_is_recompute_all() -> None:
+    plan = solve(Chain(100_000, 1.0, 4.0), 1.5, "msm")  # below two hidden states
+    assert plan.forward_steps == 100_000 * 100_001 // 2

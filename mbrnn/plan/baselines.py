@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from .ops import Backward, Forward, ForwardKeep, FreeHidden, KeepHidden, Op
 
 __all__ = [
+    "chen_cost",
     "chen_ops",
     "chen_segment",
     "recompute_all_ops",
@@ -37,6 +38,17 @@ def recompute_all_ops(T: int) -> Iterator[Op]:
 def chen_segment(T: int) -> int:
     """Chen et al. (2016) segment length: ``ceil(sqrt(T))``."""
     return max(1, math.isqrt(T - 1) + 1) if T > 1 else 1
+
+
+def chen_cost(T: int, s: float, a: float) -> tuple[int, float]:
+    """Chen's forward steps and peak in closed form (see :func:`chen_ops`)."""
+    k = chen_segment(T)
+    n = -(-T // k)
+    last = (n - 1) * k
+    if n == 1:
+        return T, s + a * (T - 1)
+    # the largest moment: the second-to-last segment, n-1 hidden states and k-1 internal
+    return T + last, s * (n - 1) + a * (k - 1)
 
 
 def chen_ops(T: int) -> Iterator[Op]:

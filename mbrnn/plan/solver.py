@@ -25,16 +25,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Final, Literal
 
 import numpy as np
 
 from ..errors import InfeasibleBudgetError
-from .baselines import chen_ops, recompute_all_ops, store_all_ops
+from .baselines import chen_cost, chen_ops, recompute_all_ops, store_all_ops
 from .chain import Chain
 from .ops import Backward, Forward, ForwardKeep, FreeHidden, KeepHidden, Op, OpSequence, Plan
-from .simulate import simulate_ops
 
 __all__ = [
     "EXACT_LIMIT",
@@ -51,6 +50,11 @@ Policy = Literal["store_all", "recompute_all", "chen", "hsm", "ism", "msm", "aut
 EXACT_LIMIT: Final = 1024
 
 _INF: Final = 1 << 29  # fits int32 even when two are added
+_INF64: Final = 1 << 61
+
+
+def _inf_of(C: np.ndarray) -> int:
+    return _INF64 if C.dtype == np.int64 else _INF
 _CHUNK: Final = 32
 
 # A decision for subproblem (t, m): ("work", 0, m) | ("hsm", y, m_right) | ("ism", y, m_right)
@@ -128,7 +132,10 @@ def _table(T: int, M: int, s: int, a: int, hsm: bool, ism: bool) -> np.ndarray:
     the remaining splits are skipped; the best cost is non-increasing in ``m``, so the
     columns still worth visiting are a prefix (found by binary search).
     """
-    C = np.full((T + 1, M + 1), _INF, dtype=np.int32)
+    # int32 while every cost fits (recompute-all, T(T+1)/2, is the largest); else int64
+    wide = T * (T + 1) // 2 >= _INF
+    dt = np.int64 if wide else np.int32
+    C = np.full((T + 1, M + 1), _INF64 if wide else _INF, dtype=dt)
     C[0, s:] = 0
     for t in range(1, T + 1):
         # keeping every internal state needs ISM moves; HSM alone never reaches cost t
@@ -139,21 +146,21 @@ def _table(T: int, M: int, s: int, a: int, hsm: bool, ism: bool) -> np.ndarray:
             row[full:] = t
         if hi <= lo:
             continue
-        best = C[t - 1, lo:hi] + np.int32(t)  # run to t, back-propagate it
+        best = C[t - 1, lo:hi] + dt(t)  # run to t, back-propagate it
         moves: list[tuple[int, int, int]] = []
         if hsm and t >= 2 and max(lo, 2 * s) < hi:
             moves.append((max(lo, 2 * s), s, 0))
         if ism and t >= 2 and max(lo, s + a) < hi:
             moves.append((max(lo, s + a), a, 1))
         for mlo, d, k in moves:  # y = 1 first: tightens the bound cheaply
-            cand = C[1 - k, mlo:hi] + C[t - 1, mlo - d : hi - d] + np.int32(1)
+            cand = C[1 - k, mlo:hi] + C[t - 1, mlo - d : hi - d] + dt(1)
             np.minimum(best[mlo - lo :], cand, out=best[mlo - lo :])
         for y0 in range(2, t, _CHUNK):
             y1 = min(t, y0 + _CHUNK)
             cut = lo + int(np.searchsorted(t + y0 - 1 - best, 1))
             if cut <= lo:
                 break
-            ys = np.arange(y0, y1, dtype=np.int32)[:, None]
+            ys = np.arange(y0, y1, dtype=dt)[:, None]
             for mlo, d, k in moves:
                 if mlo >= cut:
                     continue
@@ -172,6 +179,7 @@ def _table_decide(C: np.ndarray, s: int, a: int, hsm: bool, ism: bool) -> Decide
     execute as one fused call), then running to the end, then the largest hidden split.
     """
 
+    @cache  # segments of a hierarchical plan repeat the same subproblems
     def decide(t: int, m: int) -> Decision:
         target = int(C[t, m])
         if ism and t >= 2 and m - a >= s:
@@ -312,7 +320,7 @@ def _hierarchical(
         m_in = np.minimum(m - cs * s, Min)
         inner = (n - 1) * C[L, m_in].astype(np.int64) + C[last, m_in].astype(np.int64)
         total = L * (_hsm_costs(n, cs) - n) + inner
-        total[inner >= _INF] = np.iinfo(np.int64).max
+        total[inner >= _inf_of(C)] = np.iinfo(np.int64).max
         i = int(np.argmin(total))
         cost = int(total[i])
         if cost < np.iinfo(np.int64).max and (best is None or cost < best[0]):
@@ -329,16 +337,26 @@ def _hierarchical(
 
     def factory() -> Iterator[Op]:
         def raw() -> Iterator[Op]:
+            kept = {0}
             for op in _emit(n, c, _hsm_decide):
                 if isinstance(op, Forward):
                     yield Forward(seg_pos(op.start), seg_pos(op.stop))
                 elif isinstance(op, KeepHidden):
+                    kept.add(op.index)
                     yield KeepHidden(seg_pos(op.index))
                 elif isinstance(op, FreeHidden):
+                    kept.discard(op.index)
                     yield FreeHidden(seg_pos(op.index))
                 elif isinstance(op, ForwardKeep):  # the macro step being back-propagated
                     p = seg_pos(op.start)
+                    # its plan re-runs from its start: keep it if the macro plan did not
+                    # (that is the extra slot m_in = m - c*s leaves for it)
+                    own = op.start not in kept
+                    if own:
+                        yield KeepHidden(p)
                     yield from _emit(seg_pos(op.stop) - p, m_in, decide, offset=p)
+                    if own:
+                        yield FreeHidden(p)
                 # the macro Backward is inside the segment's own plan
 
         return _merge(raw())
@@ -389,10 +407,10 @@ def _solve_one(chain: Chain, budget: float, policy: str, resolution: int | None,
     if policy == "recompute_all":
         return _plan(policy, chain, budget, T * (T + 1) // 2, lambda: recompute_all_ops(T))
     if policy == "chen":
-        sim = simulate_ops(chen_ops(T), chain)
-        if budget < sim.peak * (1 - 1e-12):
-            raise _infeasible(chain, budget, sim.peak, policy)
-        return _plan(policy, chain, budget, sim.forward_steps, lambda: chen_ops(T))
+        cost, peak = chen_cost(T, s, chain.internal_size)
+        if budget < peak * (1 - 1e-12):
+            raise _infeasible(chain, budget, peak, policy)
+        return _plan(policy, chain, budget, cost, lambda: chen_ops(T))
     if policy == "hsm":
         c = math.floor(budget / s + 1e-9)
         return _plan(policy, chain, budget, hsm_cost(T, c),
@@ -403,13 +421,20 @@ def _solve_one(chain: Chain, budget: float, policy: str, resolution: int | None,
     m = u.m
     if m >= u.s + (T - 1) * u.a:  # everything fits
         return _plan(policy, chain, budget, T, lambda: store_all_ops(T))
+    if m < u.s + u.a and (not hsm or m < 2 * u.s):  # no move but running to the end
+        return _plan(policy, chain, budget, T * (T + 1) // 2, lambda: recompute_all_ops(T))
     use_exact = T <= EXACT_LIMIT if exact is None else exact
-    if use_exact or m < 2 * u.s:
+    if use_exact:
         C = _table(T, m, u.s, u.a, hsm, True)
         decide = _table_decide(C, u.s, u.a, hsm, True)
         return _plan(policy, chain, budget, int(C[T, m]),
                      lambda: _merge(_emit(T, m, decide)))
     cost, factory = _hierarchical(T, m, u.s, u.a, hsm)
+    if hsm:  # msm includes hsm's moves: never do worse than its closed form
+        c = math.floor(budget / s + 1e-9)
+        if hsm_cost(T, c) < cost:
+            return _plan(policy, chain, budget, hsm_cost(T, c),
+                         lambda: _merge(_emit(T, c, _hsm_decide)), exact=False)
     return _plan(policy, chain, budget, cost, factory, exact=False)
 
 
@@ -461,7 +486,12 @@ def solve(
         best = _solve_one(chain, b, "store_all", resolution, exact)
         return _plan("store_all", chain, b, best.forward_steps, best.ops._factory)
     cands: list[Plan] = []
-    for p in ("chen", "hsm", "msm", "ism", "recompute_all"):
+    # msm's moves include ism's, so ism is never cheaper; it can tie with fewer runs, which
+    # is worth a look where the exact table is cheap
+    names = ["chen", "hsm", "msm", "recompute_all"]
+    if chain.length <= EXACT_LIMIT:
+        names.insert(3, "ism")
+    for p in names:
         try:
             cands.append(_solve_one(chain, b, p, resolution, exact))
         except InfeasibleBudgetError:
