@@ -1,0 +1,267 @@
+"""The ``mbrnn`` command line.
+
+Each subcommand is one entry in ``_COMMANDS``: a function that adds its arguments to a
+subparser and a handler ``_cmd_<name>(args) -> int``. To add a subcommand, write both and
+register them; :func:`main` dispatches and turns user errors into one-line messages
+(``mbrnn <command>: error: ...``, exit status 2) without a traceback.
+
+Example::
+
+    $ mbrnn plan --seq-len 100000 --state-size 262144 --internal-size 1048576 --budget 2GiB
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+from .errors import InfeasibleBudgetError, PlanError
+from .plan.chain import Chain
+from .plan.sizes import format_size, parse_size
+from .plan.solver import POLICIES, solve
+
+__all__ = ["CommandError", "PlanSummary", "build_parser", "main"]
+
+#: Exit status for bad input (argparse's convention), and for failures while running.
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+class CommandError(Exception):
+    """A user-facing failure of a subcommand: printed as one line, never a traceback."""
+
+    def __init__(self, message: str, *, status: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+# ---------------------------------------------------------------------------------------
+# mbrnn plan
+# ---------------------------------------------------------------------------------------
+
+
+def _configure_plan(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seq-len", type=int, required=True, metavar="T",
+                   help="number of time steps T")
+    p.add_argument("--state-size", required=True, metavar="SIZE",
+                   help="memory of one hidden state: bytes or a size such as 256KiB")
+    p.add_argument("--internal-size", required=True, metavar="SIZE",
+                   help="memory autograd keeps for one step, its output state included")
+    p.add_argument("--budget", required=True, metavar="SIZE",
+                   help="memory budget for kept states, e.g. 2GiB (1024**3) or 2GB (1000**3)")
+    p.add_argument("--policy", default="auto", choices=POLICIES,
+                   help="planning policy (default: auto, the cheapest feasible plan)")
+    p.add_argument("--beta", type=float, default=2.0,
+                   help="cost of a step's backward relative to its forward (default: 2)")
+    p.add_argument("--plot", metavar="PNG", default=None,
+                   help="also draw the schedule and the memory/compute trade-off to PNG")
+    p.add_argument("--json", action="store_true", help="print a JSON object instead")
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    """What ``mbrnn plan`` reports; sizes in bytes, times in seconds."""
+
+    policy: str
+    requested_policy: str
+    method: str  # "exact", "hierarchical" or "baseline"
+    seq_len: int
+    state_size: float
+    internal_size: float
+    alpha: float
+    budget: float
+    beta: float
+    forward_steps: int
+    recompute_factor: float
+    time_overhead: float
+    peak: float
+    store_all_peak: float
+    peak_fraction: float
+    kept_hidden: int
+    kept_internal: int
+    runs: int
+    ops: int
+    solve_seconds: float
+    simulate_seconds: float
+    plot: str | None = None
+    plot_seconds: float | None = None
+
+    def format(self) -> str:
+        T = self.seq_len
+        method = {
+            "exact": "exact optimum",
+            "hierarchical": "hierarchical, near-optimal",
+            "baseline": "baseline schedule",
+        }[self.method]
+        chosen = self.policy + (" (chosen by auto)" if self.requested_policy == "auto" else "")
+        lines = [
+            f"mbrnn plan: T={T:,} steps, state {format_size(self.state_size)}, "
+            f"internal {format_size(self.internal_size)} (alpha {self.alpha:.3g}), "
+            f"budget {format_size(self.budget)}",
+            f"  policy          {chosen}: {method}",
+            f"  forward steps   {self.forward_steps:,} = {self.recompute_factor:.4f} x T "
+            f"(store-all: {T:,})",
+            f"  time overhead   {self.time_overhead:.4f} x store-all "
+            f"(beta={self.beta:g}: (C + beta*T) / ((1 + beta) * T))",
+            f"  peak memory     {format_size(self.peak)} = {100 * self.peak_fraction:.3g}% of "
+            f"store-all {format_size(self.store_all_peak)}",
+            f"  kept at once    {self.kept_hidden:,} hidden states, "
+            f"{self.kept_internal:,} internal states",
+            f"  forward runs    {self.runs:,} ({self.ops:,} ops)",
+            f"  planning time   {self.solve_seconds:.3f} s "
+            f"(+ {self.simulate_seconds:.3f} s replaying the ops)",
+        ]
+        if self.plot is not None:
+            lines.append(f"  plot            {self.plot} ({self.plot_seconds or 0.0:.2f} s)")
+        return "\n".join(lines)
+
+
+def _size(args: argparse.Namespace, attr: str) -> float:
+    flag = "--" + attr.replace("_", "-")
+    try:
+        return parse_size(getattr(args, attr), name=flag)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _plan_chain(args: argparse.Namespace) -> Chain:
+    state = _size(args, "state_size")
+    internal = _size(args, "internal_size")
+    if args.seq_len < 1:
+        raise CommandError(f"--seq-len must be >= 1, got {args.seq_len}")
+    if state <= 0:
+        raise CommandError(f"--state-size must be > 0, got {args.state_size!r}")
+    if internal < state:
+        raise CommandError(
+            f"--internal-size {format_size(internal)} is below --state-size "
+            f"{format_size(state)}; a step's internal state includes its output state"
+        )
+    return Chain(args.seq_len, state, internal)
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    chain = _plan_chain(args)
+    budget = _size(args, "budget")
+    if not math.isfinite(args.beta) or args.beta < 0:
+        raise CommandError(f"--beta must be finite and >= 0, got {args.beta!r}")
+    t0 = time.perf_counter()
+    try:
+        plan = solve(chain, budget, args.policy)
+    except InfeasibleBudgetError as exc:
+        raise CommandError(
+            f"--budget {format_size(budget)} is below the minimum {format_size(exc.minimum)} "
+            f"that policy {args.policy!r} needs for --seq-len {chain.length} "
+            f"(state {format_size(chain.state_size)}, internal "
+            f"{format_size(chain.internal_size)}); raise --budget to at least "
+            f"{format_size(exc.minimum)}"
+            + ("" if args.policy == "auto" else " or use --policy auto")
+        ) from exc
+    t1 = time.perf_counter()
+    try:
+        sim = plan.simulation  # replays the ops: peak, runs, states kept
+    except PlanError as exc:
+        raise CommandError(
+            f"policy {plan.policy!r} produced an invalid plan for --seq-len {chain.length} and "
+            f"--budget {format_size(budget)} (a planner bug; please report it): {exc}",
+            status=EXIT_FAILURE,
+        ) from exc
+    t2 = time.perf_counter()
+    plot_seconds = None
+    if args.plot is not None:
+        from .plan.plot import plot_plan
+
+        try:
+            plot_plan(plan, args.plot)
+        except OSError as exc:
+            raise CommandError(f"cannot write --plot {args.plot!r}: {exc}",
+                               status=EXIT_FAILURE) from exc
+        plot_seconds = time.perf_counter() - t2
+    if plan.policy in ("store_all", "recompute_all", "chen"):
+        method = "baseline"
+    else:
+        method = "exact" if plan.exact else "hierarchical"
+    summary = PlanSummary(
+        policy=plan.policy,
+        requested_policy=args.policy,
+        method=method,
+        seq_len=chain.length,
+        state_size=chain.state_size,
+        internal_size=chain.internal_size,
+        alpha=chain.alpha,
+        budget=budget,
+        beta=args.beta,
+        forward_steps=plan.forward_steps,
+        recompute_factor=plan.recompute_factor,
+        time_overhead=plan.time_overhead(args.beta),
+        peak=sim.peak,
+        store_all_peak=chain.store_all_peak,
+        peak_fraction=sim.peak / chain.store_all_peak,
+        kept_hidden=sim.max_hidden,
+        kept_internal=sim.max_internal,
+        runs=sim.runs,
+        ops=sim.num_ops,
+        solve_seconds=t1 - t0,
+        simulate_seconds=t2 - t1,
+        plot=args.plot,
+        plot_seconds=plot_seconds,
+    )
+    if args.json:
+        print(json.dumps(asdict(summary), indent=2))
+    else:
+        print(summary.format())
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# Registry and entry point
+# ---------------------------------------------------------------------------------------
+
+_COMMANDS: tuple[Command, ...] = (
+    Command("plan", "plan memory-efficient BPTT for a recurrence and a memory budget",
+            _configure_plan, _cmd_plan),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mbrnn",
+        description="Memory-efficient backpropagation through time (Gruslys et al., 2016).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for cmd in _COMMANDS:
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        cmd.configure(p)
+        p.set_defaults(_command=cmd)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``mbrnn`` command line; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    cmd: Command = args._command
+    try:
+        return cmd.run(args)
+    except CommandError as exc:
+        print(f"mbrnn {cmd.name}: error: {exc}", file=sys.stderr)
+        return exc.status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

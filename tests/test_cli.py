@@ -1,0 +1,351 @@
+"""The ``mbrnn`` command line, the plan plot, and the planner benchmark's smoke run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mbrnn import cli
+from mbrnn.plan import Backward, Chain, OpSequence, Plan, solve
+from mbrnn.plan.plot import _read_schedule, plot_plan, tradeoff_curves
+from mbrnn.plan.sizes import format_size
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+# T=300 steps of 1 KiB hidden state and 4 KiB internal state, in a 120 KiB budget (10 %).
+SMALL = ["--seq-len", "300", "--state-size", "1KiB", "--internal-size", "4KiB",
+         "--budget", "120KiB"]
+SMALL_CHAIN = Chain(300, 1024.0, 4096.0)
+SMALL_BUDGET = 120 * 1024.0
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(err: str, *fragments: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("mbrnn plan: error: ")
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+# ---------------------------------------------------------------------------------------
+# mbrnn plan: summary and JSON
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", ["msm", "ism", "hsm", "chen", "auto"])
+def test_summary_matches_solve(capsys: pytest.CaptureFixture[str], policy: str) -> None:
+    code, out, err = run(capsys, "plan", *SMALL, "--policy", policy)
+    assert code == 0, err
+    assert err == ""
+    plan = solve(SMALL_CHAIN, SMALL_BUDGET, policy)
+    assert f"policy          {plan.policy}" in out
+    assert f"forward steps   {plan.forward_steps:,} = {plan.recompute_factor:.4f} x T" in out
+    assert f"time overhead   {plan.time_overhead(2.0):.4f} x store-all" in out
+    assert f"peak memory     {format_size(plan.peak)} = " in out
+    assert f"store-all {format_size(SMALL_CHAIN.store_all_peak)}" in out
+    assert f"{plan.kept_hidden:,} hidden states, {plan.kept_internal:,} internal states" in out
+    assert f"forward runs    {plan.runs:,} (" in out
+    assert "planning time" in out
+    assert ("chosen by auto" in out) == (policy == "auto")
+
+
+def test_summary_says_exact_or_hierarchical(capsys: pytest.CaptureFixture[str]) -> None:
+    _, exact, _ = run(capsys, "plan", *SMALL, "--policy", "msm")
+    assert "msm: exact optimum" in exact
+    long = ["--seq-len", "3000", "--state-size", "1", "--internal-size", "4", "--budget",
+            "2400"]  # 20 % of store-all, past EXACT_LIMIT
+    code, hier, err = run(capsys, "plan", *long, "--policy", "msm")
+    assert code == 0, err
+    assert "msm: hierarchical" in hier
+    _, base, _ = run(capsys, "plan", *SMALL, "--policy", "chen")
+    assert "chen: baseline schedule" in base
+
+
+def test_json_matches_solve(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "plan", *SMALL, "--policy", "msm", "--beta", "1.5", "--json")
+    assert code == 0
+    report = json.loads(out)
+    plan = solve(SMALL_CHAIN, SMALL_BUDGET, "msm")
+    assert report["policy"] == "msm"
+    assert report["method"] == "exact"
+    assert report["seq_len"] == 300
+    assert report["state_size"] == 1024.0
+    assert report["internal_size"] == 4096.0
+    assert report["budget"] == SMALL_BUDGET
+    assert report["forward_steps"] == plan.forward_steps
+    assert report["time_overhead"] == pytest.approx(plan.time_overhead(1.5))
+    assert report["peak"] == plan.peak <= SMALL_BUDGET
+    assert report["peak_fraction"] == pytest.approx(plan.peak / SMALL_CHAIN.store_all_peak)
+    assert report["store_all_peak"] == SMALL_CHAIN.store_all_peak
+    assert report["runs"] == plan.runs
+    assert report["kept_hidden"] == plan.kept_hidden
+    assert report["kept_internal"] == plan.kept_internal
+    assert report["solve_seconds"] >= 0
+    assert report["plot"] is None
+
+
+def test_sizes_accept_bytes_and_units(capsys: pytest.CaptureFixture[str]) -> None:
+    _, a, _ = run(capsys, "plan", *SMALL, "--json")
+    _, b, _ = run(capsys, "plan", "--seq-len", "300", "--state-size", "1024",
+                  "--internal-size", "4096", "--budget", "122880", "--json")
+    ra, rb = json.loads(a), json.loads(b)
+    assert ra["forward_steps"] == rb["forward_steps"]
+    assert ra["budget"] == rb["budget"] == SMALL_BUDGET
+
+
+def test_store_all_when_everything_fits(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "plan", "--seq-len", "10", "--state-size", "1",
+                       "--internal-size", "4", "--budget", "1GiB", "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["policy"] == "store_all"
+    assert report["forward_steps"] == 10
+    assert report["time_overhead"] == 1.0
+    assert report["peak_fraction"] == 1.0
+
+
+@pytest.mark.slow
+def test_readme_quickstart(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "plan", "--seq-len", "100000", "--state-size", "262144",
+                         "--internal-size", "1048576", "--budget", "2GiB")
+    assert code == 0, err
+    assert "T=100,000 steps, state 256.00 KiB, internal 1.00 MiB (alpha 4), budget 2.00 GiB" in out
+    assert "store-all 97.66 GiB" in out
+    forward = int(out.split("forward steps")[1].split("=")[0].replace(",", ""))
+    assert 100_000 < forward < 200_000  # one sweep plus under one recompute per step
+
+
+# ---------------------------------------------------------------------------------------
+# mbrnn plan: errors are one line on stderr, exit status 2
+# ---------------------------------------------------------------------------------------
+
+
+def test_infeasible_budget(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "plan", *SMALL[:-1], "512")
+    assert code == 2
+    assert out == ""
+    assert_one_line_error(err, "--budget 512 B is below the minimum 1.00 KiB",
+                          "raise --budget to at least 1.00 KiB")
+
+
+def test_infeasible_budget_for_a_baseline(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "plan", *SMALL[:-1], "50KiB", "--policy", "chen")
+    assert code == 2
+    chen_peak = solve(SMALL_CHAIN, SMALL_CHAIN.store_all_peak, "chen").peak
+    assert_one_line_error(err, f"the minimum {format_size(chen_peak)}", "policy 'chen'",
+                          "or use --policy auto")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "fragment"),
+    [
+        ("--budget", "2 gigs", "--budget='2 gigs' has an unknown unit"),
+        ("--budget", "lots", "--budget='lots' is not a size"),
+        ("--budget", "-1GiB", "must be >= 0"),
+        ("--state-size", "nan", "--state-size='nan' must be a finite size"),
+        ("--state-size", "0", "--state-size must be > 0"),
+        ("--internal-size", "512", "--internal-size 512 B is below --state-size 1.00 KiB"),
+        ("--seq-len", "0", "--seq-len must be >= 1, got 0"),
+        ("--beta", "-1", "--beta must be finite and >= 0"),
+    ],
+)
+def test_bad_input(capsys: pytest.CaptureFixture[str], flag: str, value: str,
+                   fragment: str) -> None:
+    argv = list(SMALL)
+    if flag in argv:
+        del argv[argv.index(flag):argv.index(flag) + 2]
+    argv.append(f"{flag}={value}")  # "=": a leading "-" in the value is not an option
+    code, out, err = run(capsys, "plan", *argv)
+    assert code == 2
+    assert out == ""
+    assert_one_line_error(err, fragment)
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "plan", "--seq-len", "10")
+    assert code == 2
+    assert "required" in err
+    code, _, err = run(capsys, "plan", *SMALL, "--policy", "fastest")
+    assert code == 2
+    assert "invalid choice" in err
+    code, _, err = run(capsys)
+    assert code == 2
+
+
+def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "plan", "--help")
+    assert code == 0
+    assert "--budget" in out
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    assert "plan" in out
+
+
+def test_invalid_plan_is_reported_not_raised(capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(chain: Chain, budget: float, policy: str) -> Plan:
+        return Plan("msm", chain, budget, 1, OpSequence(lambda: iter([Backward(0, 1)])))
+
+    monkeypatch.setattr(cli, "solve", broken)
+    code, _, err = run(capsys, "plan", *SMALL)
+    assert code == 1
+    assert_one_line_error(err, "invalid plan", "a planner bug")
+
+
+def test_console_script_entry_point() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from mbrnn.cli import main; sys.exit(main())",
+         "plan", *SMALL[:-1], "1"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert_one_line_error(proc.stderr, "is below the minimum 1.00 KiB")
+
+
+def test_cli_and_plot_import_neither_torch_nor_matplotlib() -> None:
+    code = ("import sys, mbrnn.cli, mbrnn.plan.plot, mbrnn.plan.sizes; "
+            "bad = sorted(m for m in ('torch', 'matplotlib') if m in sys.modules); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# The plot
+# ---------------------------------------------------------------------------------------
+
+
+def test_plot_flag_writes_png(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "plan.png"
+    code, out, err = run(capsys, "plan", *SMALL, "--plot", str(path))
+    assert code == 0, err
+    data = path.read_bytes()
+    assert data.startswith(PNG_MAGIC)
+    assert len(data) > 20_000
+    assert f"plot            {path}" in out
+
+
+def test_plot_flag_unwritable(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(capsys, "plan", *SMALL, "--plot", str(tmp_path / "no" / "p.png"))
+    assert code == 1
+    assert_one_line_error(err, "cannot write --plot")
+
+
+@pytest.mark.parametrize("policy", ["recompute_all", "hsm", "msm", "store_all"])
+def test_plot_plan_policies(tmp_path: Path, policy: str) -> None:
+    chain = Chain(60, 1.0, 2.5)  # non-integer alpha: a finer discretisation
+    budget = chain.store_all_peak if policy == "store_all" else 12.0
+    path = tmp_path / f"{policy}.png"
+    plot_plan(solve(chain, budget, policy), path, policies=("chen", "hsm", "msm"))
+    assert path.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_plot_plan_validates() -> None:
+    plan = solve(Chain(20, 1.0, 2.0), 8.0)
+    with pytest.raises(ValueError, match="unknown policy 'auto'"):
+        plot_plan(plan, "unused.png", policies=("auto",))
+    with pytest.raises(ValueError, match="curve_points"):
+        plot_plan(plan, "unused.png", curve_points=1)
+    with pytest.raises(TypeError, match="must be a Plan"):
+        plot_plan("plan", "unused.png")  # type: ignore[arg-type]
+
+
+def test_tradeoff_curves_agree_with_solve() -> None:
+    chain = Chain(120, 1.0, 3.0)
+    curves = tradeoff_curves(chain)
+    x, y = curves["store_all"]
+    assert (x.tolist(), y.tolist()) == ([1.0], [1.0])
+    x, y = curves["recompute_all"]
+    assert y.tolist() == [121 / 2]
+    assert x[0] == pytest.approx(1 / chain.store_all_peak)
+    chen = solve(chain, chain.store_all_peak, "chen")
+    assert curves["chen"][1].tolist() == [chen.recompute_factor]
+    for policy in ("hsm", "ism", "msm"):
+        x, y = curves[policy]
+        assert np.all(np.diff(x) > 0) and np.all(np.diff(y) <= 0)  # more memory, less work
+        assert x[-1] <= 1.0 + 1e-12
+        for xi, yi in zip(x[::17], y[::17], strict=True):  # each point is the planner's own answer
+            plan = solve(chain, float(xi * chain.store_all_peak), policy)
+            assert plan.recompute_factor == pytest.approx(yi)
+
+
+def test_tradeoff_curves_long_sequences_use_few_solves() -> None:
+    chain = Chain(1100, 1.0, 4.0)
+    curves = tradeoff_curves(chain, ("msm",), curve_points=50)
+    x, y = curves["msm"]
+    assert 2 <= len(x) <= 7  # plot.LONG_CURVE_POINTS
+    assert y[-1] == 1.0  # store-all at the right end
+    assert np.all(np.diff(y) <= 0)
+
+
+def test_schedule_downsampling_keeps_long_runs() -> None:
+    chain = Chain(5000, 1.0, 4.0)
+    plan = solve(chain, 20.0, "hsm")  # tens of thousands of short ops
+    n_ops = plan.simulation.num_ops
+    sched = _read_schedule(plan.ops, chain.length, max_drawn=800, max_read=10**7)
+    drawn = sum(len(sched.segments(k)) for k in ("forward", "keep", "backward"))
+    assert sched.ops_read == n_ops and sched.complete
+    assert sched.stride > 1
+    assert drawn <= 800
+    assert sched.work == plan.forward_steps + chain.length  # every step back-propagated once
+    first_sweep = sched.segments("forward")
+    assert first_sweep[:, 3].max() >= 0.9 * chain.length  # the long sweeps survive
+    cut = _read_schedule(plan.ops, chain.length, max_drawn=800, max_read=100)
+    assert not cut.complete and cut.ops_read == 100
+
+
+# ---------------------------------------------------------------------------------------
+# The benchmark's smoke run
+# ---------------------------------------------------------------------------------------
+
+
+def test_bench_planner_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = importlib.util.spec_from_file_location("bench_planner",
+                                                  ROOT / "scripts" / "bench_planner.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_planner", bench)  # dataclasses look it up
+    spec.loader.exec_module(bench)
+    assert bench.main(["--quick", "--quiet", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "solve() seconds" in out and "hierarchical vs exact" in out
+    result = json.loads((tmp_path / "planner.json").read_text())
+    assert set(result) >= {"machine", "config", "timing", "gap", "total_seconds"}
+    assert set(result["machine"]) >= {"nproc", "cpu"}
+    assert result["quick"] is True
+    rows = result["timing"]
+    assert {r["policy"] for r in rows} == set(bench.POLICIES)
+    for row in rows:
+        assert set(row) >= {"T", "fraction", "budget", "alpha", "policy", "status",
+                            "solve_seconds", "emit_seconds", "replay_seconds",
+                            "forward_steps", "lower_bound"}
+        assert row["alpha"] == 4.0
+        if row["status"] == "ok":
+            assert row["solve_seconds"] >= 0
+            assert row["forward_steps"] >= row["lower_bound"]
+        else:
+            assert row["reason"]
+    assert any(r["status"] == "infeasible" for r in rows)  # store_all below 100 %
+    for row in result["gap"]:
+        assert set(row) >= {"T", "budget", "policy", "exact_C", "hierarchical_C",
+                            "gap_percent"}
+        if row["policy"] == "msm":
+            assert row["hierarchical_C"] >= row["exact_C"]  # exact is the optimum
+    assert (tmp_path / "planner.png").read_bytes().startswith(PNG_MAGIC)
