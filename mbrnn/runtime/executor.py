@@ -16,6 +16,14 @@ from the global generator, which is otherwise left untouched. A recomputed step 
 draws exactly the dropout masks of its first run, wherever the replay starts.
 ``step_rng(base_seed, t)`` reproduces the seeding for reference computations.
 
+NOTE [ Autocast ]
+Steps run under the autocast state of the call, in both passes; ``autograd.grad`` runs
+outside it, as plain autograd's backward does. One difference remains: plain autograd
+under autocast caches a layer's low-precision weight for the whole forward, so every
+step's weight gradient is summed in that low precision before the cast back; here each
+kept run casts afresh and the runs' gradients are summed in the parameter's dtype.
+Input and state gradients agree bit for bit; weight gradients agree to bf16 rounding.
+
 NOTE [ Recompute checks ]
 The first sweep records the shape, dtype and device of every step's outputs (one record
 plus the steps that differ from it); a recomputed step must match, else
@@ -36,7 +44,7 @@ from torch.autograd.function import once_differentiable
 from ..errors import PlanError, RecomputeMismatchError
 from ..plan import Backward, Forward, ForwardKeep, FreeHidden, KeepHidden, Op, Plan
 
-__all__ = ["ExecStats", "StepFn", "draw_base_seed", "run_plan", "step_rng"]
+__all__ = ["ExecStats", "Segment", "StepFn", "StepSegment", "draw_base_seed", "run_plan", "step_rng"]
 
 #: ``step(x_t, state) -> (y_t, new_state)`` on flat tuples of state tensors.
 StepFn = Callable[[Tensor, tuple[Tensor, ...]], tuple[Tensor, tuple[Tensor, ...]]]
@@ -85,9 +93,62 @@ class _Run:
     start: int
     stop: int
     leaf: tuple[Tensor, ...]
-    x_leaves: list[Tensor] | None
-    ys: list[Tensor]
-    states: list[tuple[Tensor, ...]]
+    x_leaf: Tensor | None
+    ys: Tensor | list[Tensor]
+    state: tuple[Tensor, ...]
+
+
+SeedFn = Callable[[int], None]
+CheckFn = Callable[[int, Tensor, tuple[Tensor, ...]], None]
+
+
+class Segment:
+    """Runs steps ``t0+1 .. t0+L`` of a recurrence in one call: what the executor drives.
+
+    ``run(t0, x, state, *, out, seed, check)`` gets ``x`` of shape (L, B, F) and returns
+    ``(ys, new_state)``: ``ys`` is an (L, B, H) tensor or a list of L (B, H) tensors.
+    When ``out`` is given (the first sweep, no graph), it writes the outputs there and may
+    return ``None`` for ``ys``; with ``keep_y=False`` (a re-run sweep) nobody needs the
+    outputs and it may return ``None`` too. ``seed(t)``, when given, seeds the generators for step
+    ``t``; ``check(t, y_t, state_t)`` is called for steps whose metadata it can check.
+    Subclasses must be deterministic functions of (x, state, parameters, seeds).
+    """
+
+    def run(
+        self,
+        t0: int,
+        x: Tensor,
+        state: tuple[Tensor, ...],
+        *,
+        out: Tensor | None,
+        keep_y: bool,
+        seed: SeedFn | None,
+        check: CheckFn | None,
+    ) -> tuple[Tensor | list[Tensor] | None, tuple[Tensor, ...]]:
+        raise NotImplementedError
+
+
+class StepSegment(Segment):
+    """A per-step Python loop over ``step(x_t, state) -> (y_t, new_state)``."""
+
+    def __init__(self, step: StepFn) -> None:
+        self.step = step
+
+    def run(self, t0, x, state, *, out, keep_y, seed, check):  # type: ignore[override]
+        ys: list[Tensor] = []
+        # unbind, not x[i]: its backward is one stack, not a full-size gradient per step
+        for i, x_t in enumerate(x.unbind(0)):
+            t = t0 + i + 1
+            if seed is not None:
+                seed(t)
+            y, state = self.step(x_t, state)
+            if check is not None:
+                check(t, y, state)
+            if out is not None:
+                out[i].copy_(y.detach())
+            elif keep_y:
+                ys.append(y)
+        return (ys if keep_y and out is None else None), state
 
 
 class _Execution:
@@ -95,21 +156,23 @@ class _Execution:
 
     def __init__(
         self,
-        step: StepFn,
+        segment: Segment,
         plan: Plan,
         x: Tensor,
         state0: tuple[Tensor, ...],
         params: tuple[Tensor, ...],
         *,
+        graph_params: tuple[Tensor, ...],
         preserve_rng_state: bool,
         check_recompute: bool,
     ) -> None:
-        self.step = step
+        self.segment = segment
         self.plan = plan
         self.T = plan.chain.length
         self.x = x
         self.state0 = tuple(s.detach() for s in state0)
         self.params = params
+        self.graph_params = graph_params
         self.need_x_grad = x.requires_grad
         self.preserve_rng = preserve_rng_state
         self.check = check_recompute
@@ -118,7 +181,6 @@ class _Execution:
         self.autocast = _autocast_state(x.device.type)
         self.hidden: dict[int, tuple[Tensor, ...]] = {}
         self.runs: dict[int, _Run] = {}  # keyed by stop
-        self.kept_out: dict[int, tuple[_Run, int]] = {}  # step -> (run, index in run)
         self.cursor: tuple[int, tuple[Tensor, ...]] | None = (0, self.state0)
         self.meta0: tuple[tuple[Any, ...], ...] | None = None
         self.meta_exc: dict[int, tuple[tuple[Any, ...], ...]] = {}
@@ -129,33 +191,67 @@ class _Execution:
         self.y: Tensor | None = None
         self.consumed = False
 
-    # --- one step ------------------------------------------------------------------------
+    # --- running a segment ---------------------------------------------------------------
 
-    def _step(self, t: int, x_t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
-        if self.preserve_rng:
-            _seed_step(self.base_seed, t, self.device)
-        y, new = self.step(x_t, state)
-        self.stats.forward_steps += 1
-        if self.check:
-            meta = _meta(y, new)
-            if self.first_pass:
-                if self.meta0 is None:
-                    self.meta0 = meta
-                elif meta != self.meta0:
-                    self.meta_exc[t] = meta
-            else:
-                expected = self.meta_exc.get(t, self.meta0)
-                if meta != expected:
-                    raise RecomputeMismatchError(
-                        f"recomputing step {t} of {self.T} gave outputs {_fmt(meta)}, but the "
-                        f"first pass gave {_fmt(expected)}; the cell must be a deterministic "
-                        "function of (input, state, parameters, RNG)"
-                    )
+    def _seed(self, t: int) -> None:
+        _seed_step(self.base_seed, t, self.device)
+
+    def _check(self, t: int, y: Tensor, state: tuple[Tensor, ...]) -> None:
+        meta = _meta(y, state)
         if self.first_pass:
-            if self.y is None:  # y's shape is known once the first step has run
-                self.y = torch.empty((self.T, *y.shape), dtype=y.dtype, device=y.device)
-            self.y[t - 1].copy_(y.detach())  # type: ignore[index]
-        return y, new
+            if self.meta0 is None:
+                self.meta0 = meta
+            elif meta != self.meta0:
+                self.meta_exc[t] = meta
+            return
+        expected = self.meta_exc.get(t, self.meta0)
+        if meta != expected:
+            raise RecomputeMismatchError(
+                f"recomputing step {t} of {self.T} gave outputs {_fmt(meta)}, but the "
+                f"first pass gave {_fmt(expected)}; the cell must be a deterministic "
+                "function of (input, state, parameters, RNG)"
+            )
+
+    def _run(
+        self, start: int, stop: int, x: Tensor, state: tuple[Tensor, ...], keep: bool
+    ) -> tuple[Tensor | list[Tensor] | None, tuple[Tensor, ...]]:
+        out = None
+        if self.first_pass and not keep:
+            if self.y is None:
+                return self._run_first_step(start, stop, x, state)
+            out = self.y[start:stop]
+        dev, enabled, dtype = self.autocast
+        ctx = torch.autocast(dev, dtype=dtype) if enabled else contextlib.nullcontext()
+        with ctx:  # as in the first pass; autograd.grad itself runs outside autocast
+            ys, new = self.segment.run(
+                start, x, state, out=out, keep_y=keep,
+                seed=self._seed if self.preserve_rng else None,
+                check=self._check if self.check else None,
+            )
+        self.stats.forward_steps += stop - start
+        if self.first_pass and keep:
+            self._store_y(start, ys)
+        return ys, new
+
+    def _run_first_step(
+        self, start: int, stop: int, x: Tensor, state: tuple[Tensor, ...]
+    ) -> tuple[None, tuple[Tensor, ...]]:
+        """Run step ``start+1`` alone to learn the output's shape, then allocate ``y``."""
+        _ys, state = self._run(start, start + 1, x[:1], state, keep=True)
+        if stop > start + 1:
+            _, state = self._run(start + 1, stop, x[1:], state, keep=False)
+        return None, state
+
+    def _store_y(self, start: int, ys: Tensor | list[Tensor] | None) -> None:
+        assert ys is not None
+        first = ys[0]
+        if self.y is None:  # y's shape is known once the first step has run
+            self.y = torch.empty((self.T, *first.shape), dtype=first.dtype, device=first.device)
+        if isinstance(ys, Tensor):
+            self.y[start : start + ys.shape[0]].copy_(ys.detach())
+        else:
+            for i, y in enumerate(ys):
+                self.y[start + i].copy_(y.detach())
 
     # --- op handlers ---------------------------------------------------------------------
 
@@ -166,35 +262,28 @@ class _Execution:
             return self.state0
         if p in self.hidden:
             return self.hidden[p]
-        if p in self.kept_out:
-            run, i = self.kept_out[p]
-            return tuple(s.detach() for s in run.states[i])
+        run = self.runs.get(p)
+        if run is not None:  # the output state of a kept run
+            return tuple(s.detach() for s in run.state)
         raise PlanError(f"the plan needs h[{p}], which is not available")
 
     def _forward(self, op: Forward) -> None:
         state = self._state_at(op.start)
         with torch.no_grad():
-            for t in range(op.start + 1, op.stop + 1):
-                _, state = self._step(t, self.x[t - 1], state)
+            _, state = self._run(op.start, op.stop, self.x[op.start : op.stop], state, keep=False)
         self.cursor = (op.stop, state)
 
     def _forward_keep(self, op: ForwardKeep) -> None:
-        leaf = tuple(s.detach().requires_grad_(s.is_floating_point() or s.is_complex())
-                     for s in self._state_at(op.start))
-        x_leaves: list[Tensor] | None = [] if self.need_x_grad else None
-        run = _Run(op.start, op.stop, leaf, x_leaves, [], [])
-        state = leaf
+        leaf = tuple(
+            s.detach().requires_grad_(s.is_floating_point() or s.is_complex())
+            for s in self._state_at(op.start)
+        )
+        x = self.x[op.start : op.stop]
+        x_leaf = x.detach().requires_grad_() if self.need_x_grad else None
         with torch.enable_grad():
-            for t in range(op.start + 1, op.stop + 1):
-                x_t = self.x[t - 1]
-                if x_leaves is not None:
-                    x_t = x_t.detach().requires_grad_()
-                    x_leaves.append(x_t)
-                y, state = self._step(t, x_t, state)
-                run.ys.append(y)
-                run.states.append(state)
-                self.kept_out[t] = (run, t - op.start - 1)
-        self.runs[op.stop] = run
+            ys, state = self._run(op.start, op.stop, x if x_leaf is None else x_leaf, leaf, keep=True)
+        assert ys is not None
+        self.runs[op.stop] = _Run(op.start, op.stop, leaf, x_leaf, ys, state)
         self.stats.runs += 1
         self.cursor = (op.stop, tuple(s.detach() for s in state))
 
@@ -270,8 +359,6 @@ class _Execution:
             if run is None or run.start < op.start:
                 raise PlanError(f"{op} does not cover whole kept runs at step {stop}")
             g = self._backward_run(run, g, gy, gx, gp)
-            for t in range(run.start + 1, run.stop + 1):
-                del self.kept_out[t]
             stop = run.start
         self.cursor = None
         return g
@@ -286,22 +373,27 @@ class _Execution:
     ) -> tuple[Tensor | None, ...]:
         outputs: list[Tensor] = []
         grads: list[Tensor] = []
-        for s_t, g_t in zip(run.states[-1], g, strict=True):
+        for s_t, g_t in zip(run.state, g, strict=True):
             if g_t is not None and s_t.requires_grad:
                 outputs.append(s_t)
                 grads.append(g_t)
         if gy is not None:
-            for i, y in enumerate(run.ys):
-                if y.requires_grad:
-                    outputs.append(y)
-                    grads.append(gy[run.start + i])
+            if isinstance(run.ys, Tensor):
+                if run.ys.requires_grad:
+                    outputs.append(run.ys)
+                    grads.append(gy[run.start : run.stop])
+            else:
+                for i, y in enumerate(run.ys):
+                    if y.requires_grad:
+                        outputs.append(y)
+                        grads.append(gy[run.start + i])
         self.stats.backward_runs += 1
         if not outputs:
             return tuple(None for _ in run.leaf)
         want_leaf = [s for s in run.leaf if s.requires_grad]
-        want_p = [p for p in self.params if p.requires_grad]
-        inputs = [*want_leaf, *want_p, *(run.x_leaves or [])]
-        res = torch.autograd.grad(outputs, inputs, grads, allow_unused=True)
+        want_p = [gp_ for p, gp_ in zip(self.params, self.graph_params, strict=True) if p.requires_grad]
+        want_x = [run.x_leaf] if run.x_leaf is not None else []
+        res = torch.autograd.grad(outputs, [*want_leaf, *want_p, *want_x], grads, allow_unused=True)
         it = iter(res)
         g_leaf = [next(it) if s.requires_grad else None for s in run.leaf]
         for i, p in enumerate(self.params):
@@ -310,11 +402,10 @@ class _Execution:
                 if gi is not None:
                     prev = gp[i]
                     gp[i] = gi if prev is None else prev.add_(gi)
-        if gx is not None and run.x_leaves is not None:
-            for i, _ in enumerate(run.x_leaves):
-                gxi = next(it)
-                if gxi is not None:
-                    gx[run.start + i].copy_(gxi)
+        if gx is not None and run.x_leaf is not None:
+            gxi = next(it)
+            if gxi is not None:
+                gx[run.start : run.stop].copy_(gxi)
         return tuple(g_leaf)
 
     def _context(self) -> contextlib.AbstractContextManager[Any]:
@@ -322,15 +413,11 @@ class _Execution:
         if self.preserve_rng:
             devices = [self.device] if self.device.type == "cuda" else []
             stack.enter_context(torch.random.fork_rng(devices=devices))
-        dev, enabled, dtype = self.autocast
-        if enabled:
-            stack.enter_context(torch.autocast(dev, dtype=dtype))
         return stack
 
     def release(self) -> None:
         self.hidden.clear()
         self.runs.clear()
-        self.kept_out.clear()
         self.cursor = None
 
 
@@ -351,14 +438,21 @@ class _BudgetedBPTT(torch.autograd.Function):
         y, state = ex.first_sweep()
         ctx.ex = ex
         ctx.set_materialize_grads(False)
-        outs = (y, *(s.detach().clone() if s is ex.state0[i] else s.detach()
-                     for i, s in enumerate(state)))
+        outs = (
+            y,
+            *(s.detach().clone() if s is ex.state0[i] else s.detach() for i, s in enumerate(state)),
+        )
         return outs
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, gy: Tensor | None, *g_state: Tensor | None) -> Any:
-        ex: _Execution = ctx.ex
+        ex: _Execution | None = ctx.ex
+        if ex is None:
+            raise RuntimeError(
+                "mbrnn: a budgeted recurrence can be back-propagated only once; "
+                "retain_graph=True and repeated backward calls are not supported"
+            )
         gx, g0, gp = ex.backward_sweep(gy, tuple(g_state))
         ctx.ex = None
         n0 = len(ex.state0)
@@ -366,24 +460,29 @@ class _BudgetedBPTT(torch.autograd.Function):
 
 
 def run_plan(
-    step: StepFn,
+    step: StepFn | Segment,
     x: Tensor,
     state0: Sequence[Tensor],
     params: Sequence[Tensor],
     plan: Plan,
     *,
+    graph_params: Sequence[Tensor] | None = None,
     preserve_rng_state: bool = True,
     check_recompute: bool = True,
 ) -> tuple[Tensor, tuple[Tensor, ...], ExecStats]:
     """Run ``step`` over ``x`` (T, B, F) from ``state0`` following ``plan``.
 
     Args:
-        step: one time step on flat state tuples; it may use ``params`` (and nothing else
-            that requires grad).
+        step: one time step on flat state tuples (it may use ``params`` and nothing else
+            that requires grad), or a :class:`Segment` that runs many steps per call.
         x: the input sequence, time-major.
         state0: the initial state's tensors.
         params: every tensor ``step`` uses that may need a gradient.
         plan: a plan for ``T = x.shape[0]`` steps.
+        graph_params: what ``step`` really uses in place of ``params``, if not ``params``
+            themselves: detached aliases (``p.detach().requires_grad_()``), so that tensor
+            hooks on ``params`` fire once per backward, as with plain autograd, rather than
+            inside the executor's internal ``autograd.grad`` calls.
 
     Returns:
         ``(y, final_state, stats)``: ``y`` is (T, B, H), ``stats`` is filled in as the
@@ -394,7 +493,21 @@ def run_plan(
         raise ValueError(f"run_plan: the plan is for T={plan.chain.length} steps, x has T={T}")
     state0 = tuple(state0)
     params = tuple(params)
-    ex = _Execution(step, plan, x, state0, params,
-                    preserve_rng_state=preserve_rng_state, check_recompute=check_recompute)
+    gparams = params if graph_params is None else tuple(graph_params)
+    if len(gparams) != len(params):
+        raise ValueError(
+            f"run_plan: graph_params has {len(gparams)} tensors, params has {len(params)}"
+        )
+    segment = step if isinstance(step, Segment) else StepSegment(step)
+    ex = _Execution(
+        segment,
+        plan,
+        x,
+        state0,
+        params,
+        graph_params=gparams,
+        preserve_rng_state=preserve_rng_state,
+        check_recompute=check_recompute,
+    )
     y, *state = _BudgetedBPTT.apply(ex, x, *state0, *params)
     return y, tuple(state), ex.stats
