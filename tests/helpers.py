@@ -6,6 +6,12 @@ import heapq
 import itertools
 from functools import cache
 
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mbrnn.nn.cell import Cell
+
 
 @cache
 def brute_force_cost(T: int, s: int, a: int, m: int, policy: str) -> int | None:
@@ -68,3 +74,36 @@ def brute_force_cost(T: int, s: int, a: int, m: int, policy: str) -> int | None:
                 dist[ns] = nd
                 heapq.heappush(heap, (nd, next(counter), ns))
     return None
+
+
+LSTMState = tuple[Tensor, Tensor]
+
+
+class PeepholeLSTM(Cell[LSTMState]):
+    """A user cell: LSTM with peephole connections (Gers & Schmidhuber, 2000)."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__(input_size, hidden_size)
+        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
+        self.bias = nn.Parameter(torch.empty(4 * hidden_size))
+        self.weight_peep = nn.Parameter(torch.empty(3, hidden_size))
+        bound = hidden_size**-0.5
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def init_state(self, batch_size: int, *, device=None, dtype=None) -> LSTMState:
+        h = self.state_zeros(batch_size, self.hidden_size, device=device, dtype=dtype)
+        return (h, torch.zeros_like(h))
+
+    def forward(self, x: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
+        self.check_input(x, state)
+        h, c = state
+        gates = F.linear(x, self.weight_ih, self.bias) + F.linear(h, self.weight_hh)
+        i, f, g, o = gates.chunk(4, dim=1)
+        i = torch.sigmoid(i + self.weight_peep[0] * c)
+        f = torch.sigmoid(f + self.weight_peep[1] * c)
+        c_next = f * c + i * torch.tanh(g)
+        o = torch.sigmoid(o + self.weight_peep[2] * c_next)
+        h_next = o * torch.tanh(c_next)
+        return h_next, (h_next, c_next)
