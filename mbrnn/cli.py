@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from .errors import InfeasibleBudgetError, PlanError
 from .plan.chain import Chain
@@ -229,9 +230,26 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 # Registry and entry point
 # ---------------------------------------------------------------------------------------
 
+def _zoo(name: str) -> Callable[..., Any]:
+    """``mbrnn.zoo_commands.<name>``, imported on first use (it imports torch)."""
+
+    def call(arg: argparse.ArgumentParser | argparse.Namespace) -> Any:
+        from . import zoo_commands
+
+        return getattr(zoo_commands, name)(arg)
+
+    return call
+
+
 _COMMANDS: tuple[Command, ...] = (
     Command("plan", "plan memory-efficient BPTT for a recurrence and a memory budget",
             _configure_plan, _cmd_plan),
+    Command("train", "train a zoo model (language model or sequence classifier)",
+            _zoo("configure_train"), _zoo("run_train")),
+    Command("evaluate", "evaluate a zoo model, a model folder or a Hub model on a data split",
+            _zoo("configure_evaluate"), _zoo("run_evaluate")),
+    Command("sample", "sample text from a language model",
+            _zoo("configure_sample"), _zoo("run_sample")),
 )
 
 

@@ -63,6 +63,11 @@ class Recurrent(nn.Module):
         - **state**: the initial state, as ``cell.init_state(B)`` returns it (without the
           batch dimension for unbatched input); ``None`` means zeros.
 
+    ``x`` must be floating point, unless the cell sets the class attribute
+    ``accepts_integer_input = True`` (e.g. a language-model step taking token ids); such a
+    cell also provides ``example_input(batch_size, device=...)`` for probing its memory,
+    and its state keeps the parameters' dtype.
+
     Outputs: y, state
         - **y**: :math:`(T, B, H)` (or batch first, or :math:`(T, H)` unbatched).
         - **state**: the final state.
@@ -112,7 +117,8 @@ class Recurrent(nn.Module):
             raise TypeError(f"Recurrent: Expected input to be a Tensor, got {type(x).__name__}")
         if x.dim() not in (2, 3):
             raise ValueError(f"Recurrent: Expected input to be 2D or 3D, got {x.dim()}D instead")
-        if not x.is_floating_point():
+        integer_ok = getattr(self.cell, "accepts_integer_input", False)
+        if not x.is_floating_point() and not (integer_ok and not x.is_complex()):
             raise TypeError(f"Recurrent: Expected a floating-point input, got {x.dtype}")
         unbatched = x.dim() == 2
         if unbatched:
@@ -127,7 +133,9 @@ class Recurrent(nn.Module):
         in_size = getattr(self.cell, "input_size", F)
         if in_size != F:
             raise ValueError(f"Recurrent: input has {F} features, expected input_size={in_size}")
-        expected = self.cell.init_state(B, device=x.device, dtype=x.dtype)
+        # A cell taking integer input (token ids) keeps its state in its parameters' dtype.
+        state_dtype = x.dtype if x.is_floating_point() else None
+        expected = self.cell.init_state(B, device=x.device, dtype=state_dtype)
         exp_flat, spec = state_flatten(expected)
         if state is None:
             flat = exp_flat
@@ -190,7 +198,10 @@ class Recurrent(nn.Module):
         if hit is None:
             F = int(self.cell.input_size)
             gen = torch.Generator().manual_seed(0)
-            x = torch.randn(batch_size, F, generator=gen, dtype=dtype).to(device)
+            if getattr(self.cell, "accepts_integer_input", False):
+                x = self.cell.example_input(batch_size, device=device)  # pyright: ignore[reportCallIssue]
+            else:
+                x = torch.randn(batch_size, F, generator=gen, dtype=dtype).to(device)
             flat, spec = state_flatten(self.cell.init_state(batch_size, device=device, dtype=dtype))
             step = self._step_fn(spec)
             params = [p for p in self.cell.parameters() if p.requires_grad]
@@ -263,7 +274,8 @@ class Recurrent(nn.Module):
         else:
             budget = resolve_budget(self.memory_budget, x.device, owner="Recurrent")
             assert budget is not None
-            sizes, working = self._probe(B, x.device, x.dtype)
+            dtype = x.dtype if x.is_floating_point() else self._where(x.device, None)[1]
+            sizes, working = self._probe(B, x.device, dtype)
             bplan = plan_recurrence(sizes, T, budget, self.policy, working,
                                     owner="Recurrent", batch_size=B)
             y, final, stats = run_plan(

@@ -1,0 +1,199 @@
+"""Save and load models: ``config.json`` + ``model.safetensors`` (+ ``tokenizer.json``).
+
+The layout and the arguments follow ``huggingface_hub.PyTorchModelHubMixin`` (a folder
+with ``config.json`` and ``model.safetensors``; ``from_pretrained`` takes a local folder
+or a Hub repo id, with ``revision``, ``cache_dir``, ``force_download``, ``token`` and
+``local_files_only``), with two differences: loading is strict (every tensor must be
+there, nothing extra), and ``config.json`` carries ``model_type`` and
+``format_version`` so that the right class is built and old artifacts keep loading.
+
+``name_or_path`` is resolved in this order: an existing local folder; a name from the
+zoo shipped with the repository (``models/<name>/``, no network); a Hub repo id
+(``huggingface_hub.snapshot_download``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from .data.vocab import Vocab
+from .models.language_model import LanguageModel, LanguageModelConfig
+from .models.sequence_classifier import SequenceClassifier, SequenceClassifierConfig
+
+__all__ = [
+    "CONFIG_FILE",
+    "FORMAT_VERSION",
+    "WEIGHTS_FILE",
+    "ZOO_DIR",
+    "from_pretrained",
+    "load_config",
+    "resolve",
+    "save_pretrained",
+    "zoo_names",
+]
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_FILE = "tokenizer.json"
+#: The pretrained zoo shipped with the repository.
+ZOO_DIR = Path(__file__).resolve().parent.parent / "models"
+
+_MODELS: dict[str, tuple[type[nn.Module], Any]] = {
+    LanguageModelConfig.model_type: (LanguageModel, LanguageModelConfig),
+    SequenceClassifierConfig.model_type: (SequenceClassifier, SequenceClassifierConfig),
+}
+
+
+def zoo_names() -> list[str]:
+    """Names of the pretrained models in ``models/``."""
+    if not ZOO_DIR.is_dir():
+        return []
+    return sorted(p.name for p in ZOO_DIR.iterdir() if (p / CONFIG_FILE).is_file())
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def save_pretrained(model: nn.Module, save_directory: str | os.PathLike[str], *,
+                    extra: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` to ``save_directory``: config.json, model.safetensors, tokenizer.json.
+
+    Args:
+        model: a :class:`~mbrnn.models.LanguageModel` or
+            :class:`~mbrnn.models.SequenceClassifier` (unwrapped from DDP).
+        save_directory: created if missing.
+        extra: JSON-serialisable metadata stored under ``"extra"`` in config.json (e.g.
+            the training data and metrics); ignored when loading.
+
+    Returns:
+        The folder.
+    """
+    config = getattr(model, "config", None)
+    if config is None or getattr(config, "model_type", None) not in _MODELS:
+        raise TypeError(
+            f"save_pretrained: expected an mbrnn zoo model (LanguageModel or SequenceClassifier), "
+            f"got {type(model).__name__}"
+        )
+    folder = Path(save_directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    data: dict[str, Any] = {"model_type": config.model_type, "format_version": FORMAT_VERSION,
+                            **config.to_dict()}
+    if extra:
+        data["extra"] = extra
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{WEIGHTS_FILE}.")
+    os.close(fd)
+    save_model(model, tmp)  # handles the tied embedding/decoder weight
+    os.replace(tmp, folder / WEIGHTS_FILE)
+    vocab = getattr(model, "vocab", None)
+    if vocab is not None:
+        vocab.save(folder / TOKENIZER_FILE)
+    _atomic_write_text(folder / CONFIG_FILE, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return folder
+
+
+def resolve(name_or_path: str | os.PathLike[str], *, revision: str | None = None,
+            cache_dir: str | os.PathLike[str] | None = None, force_download: bool = False,
+            token: str | bool | None = None, local_files_only: bool = False) -> Path:
+    """The local folder holding ``name_or_path``: a folder, a zoo name, or a Hub download."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    name = str(name_or_path)
+    if (ZOO_DIR / name / CONFIG_FILE).is_file():
+        return ZOO_DIR / name
+    if path.exists() or name.count("/") != 1:
+        raise FileNotFoundError(
+            f"from_pretrained: {name!r} is not a model folder, not a zoo name "
+            f"({', '.join(zoo_names()) or 'the zoo is empty'}) and not a Hub repo id (owner/name)"
+        )
+    from huggingface_hub import snapshot_download
+
+    folder = snapshot_download(
+        repo_id=name, revision=revision, cache_dir=None if cache_dir is None else Path(cache_dir), force_download=force_download,
+        token=token, local_files_only=local_files_only,
+        allow_patterns=[CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, "README.md"],
+    )
+    return Path(folder)
+
+
+def load_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check a model folder's config.json (model type and format version)."""
+    file = Path(folder) / CONFIG_FILE
+    if not file.is_file():
+        raise FileNotFoundError(f"from_pretrained: no {CONFIG_FILE} in {folder}")
+    try:
+        data = json.loads(file.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"from_pretrained: {file} is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"from_pretrained: {file} must hold a JSON object")
+    version = data.get("format_version")
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise ValueError(
+            f"from_pretrained: {file} has format_version={version!r}; this mbrnn reads "
+            f"versions 1..{FORMAT_VERSION} (upgrade mbrnn for newer artifacts)"
+        )
+    if data.get("model_type") not in _MODELS:
+        raise ValueError(
+            f"from_pretrained: {file} has model_type={data.get('model_type')!r}; expected one "
+            f"of {sorted(_MODELS)}"
+        )
+    return data
+
+
+def from_pretrained(name_or_path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu",
+                    revision: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
+                    force_download: bool = False, token: str | bool | None = None,
+                    local_files_only: bool = False, **overrides: Any) -> nn.Module:
+    """Load a model saved by :func:`save_pretrained`: strictly, in eval mode.
+
+    Args:
+        name_or_path: a folder, a zoo name (``"shakespeare-char-lstm"``) or a Hub repo id.
+        map_location: the device to load onto.
+        revision, cache_dir, force_download, token, local_files_only: as in
+            ``huggingface_hub.snapshot_download`` (Hub ids only).
+        overrides: config fields to replace, e.g. ``memory_budget="64MiB"``.
+
+    Returns:
+        The model; ``model.pretrained_info`` holds config.json's ``"extra"`` metadata.
+
+    Example::
+
+        >>> model = from_pretrained("shakespeare-char-lstm")  # doctest: +SKIP
+    """
+    folder = resolve(name_or_path, revision=revision, cache_dir=cache_dir,
+                     force_download=force_download, token=token, local_files_only=local_files_only)
+    data = load_config(folder)
+    model_cls, config_cls = _MODELS[data.pop("model_type")]
+    data.pop("format_version")
+    extra = data.pop("extra", {})
+    config = config_cls.from_dict({**data, **overrides})
+    if model_cls is LanguageModel:
+        vocab_file = folder / TOKENIZER_FILE
+        vocab = Vocab.load(vocab_file) if vocab_file.is_file() else None
+        model: nn.Module = LanguageModel(config, vocab=vocab)
+    else:
+        model = model_cls(config)
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise FileNotFoundError(f"from_pretrained: no {WEIGHTS_FILE} in {folder}")
+    missing, unexpected = load_model(model, weights, strict=True, device=str(map_location))
+    if missing or unexpected:  # strict=True raises first; kept as a guard
+        raise ValueError(f"from_pretrained: {weights}: missing {missing}, unexpected {unexpected}")
+    model.to(map_location)
+    model.eval()
+    model.pretrained_info = extra  # pyright: ignore[reportAttributeAccessIssue]
+    return model
