@@ -1,0 +1,135 @@
+"""scripts/bench_runtime.py: the --quick smoke run, its JSON, and the time cap."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import statistics
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+STATUSES = {"ok", "infeasible", "same_plan", "skipped"}
+
+
+@pytest.fixture(scope="module")
+def bench() -> Iterator[ModuleType]:
+    spec = importlib.util.spec_from_file_location("bench_runtime",
+                                                  ROOT / "scripts" / "bench_runtime.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_runtime"] = module  # dataclasses look it up
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop("bench_runtime", None)
+
+
+def test_quick_run(bench: ModuleType, tmp_path: Path,
+                   capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = bench.QUICK
+    threads = torch.get_num_threads()
+    assert bench.main(["--quick", "--quiet", "--out", str(tmp_path)]) == 0
+    assert torch.get_num_threads() == threads  # main leaves the process as it found it
+    lines = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith("| plain |") for line in lines) == len(cfg.lengths)
+    assert sum(line.startswith("| msm |") for line in lines) >= len(cfg.lengths)
+
+    result = json.loads((tmp_path / "runtime.json").read_text())
+    assert set(result) >= {"machine", "runs", "lengths", "rows"}
+    assert set(result["machine"]) >= {"nproc", "cpu", "torch_threads", "torch"}
+    [run] = result["runs"]
+    assert run["quick"] is True and "--quick" in run["command"]
+    assert run["lengths"] == list(cfg.lengths) and run["total_seconds"] > 0
+    assert run["machine"]["torch_threads"] == cfg.threads
+    assert [info["T"] for info in result["lengths"]] == list(cfg.lengths)
+    rows = result["rows"]
+    assert {r["policy"] for r in rows if r["method"] == "mbrnn"} == set(bench.POLICIES)
+    for info in result["lengths"]:
+        T = info["T"]
+        assert info["io_bytes"] == 2 * T * cfg.batch * cfg.hidden_size * 4
+        assert info["store_all_peak"] > 0 and info["checkpoint_chunk"] ** 2 >= T
+        assert set(info["minimum_budgets"]) == set(bench.POLICIES)
+        mine = [r for r in rows if r["T"] == T]
+        plain = next(r for r in mine if r["method"] == "plain")
+        assert any(r["method"] == "checkpoint" and r["status"] == "ok" for r in mine)
+        for r in mine:
+            assert r["status"] in STATUSES, r
+            if r["status"] != "ok":
+                assert r["reason"] and r["seconds"] is None and r["measured_peak"] is None
+                if r["status"] == "infeasible":
+                    assert r["budget"] < r["minimum_budget"]
+                continue
+            # timing: the median of the repeats, against plain's median
+            assert len(r["times"]) == cfg.repeats and min(r["times"]) > 0
+            assert r["seconds"] == statistics.median(r["times"])
+            assert r["ratio_to_plain"] == pytest.approx(r["seconds"] / plain["seconds"])
+            assert r["bptt_peak"] == r["measured_peak"] - info["io_bytes"]
+            assert r["measured_peak"] > 0
+            if r["method"] != "mbrnn":
+                continue
+            # memory: the measured peak is within the budget, the plan ran as planned
+            assert r["within_budget"] is True
+            assert 0 < r["bptt_peak"] <= r["budget"], r
+            assert r["predicted_peak"] <= r["budget"]
+            assert r["executed_forward_steps"] == r["forward_steps"] >= T
+            assert r["budget"] >= r["minimum_budget"] == info["minimum_budgets"][r["policy"]]
+        ok = [r for r in mine if r["method"] == "mbrnn" and r["status"] == "ok"]
+        assert any(r["forward_steps"] > T for r in ok)  # some rungs recomputed
+        assert any(r["forward_steps"] == T for r in ok)  # and store-all did not
+        assert any(r["status"] == "infeasible" for r in mine)  # store_all below 100 %
+    png = tmp_path / "runtime.png"
+    assert png.read_bytes().startswith(PNG_MAGIC)
+
+    # --replot redraws from the JSON alone
+    png.unlink()
+    assert bench.main(["--replot", "--out", str(tmp_path)]) == 0
+    assert png.read_bytes().startswith(PNG_MAGIC)
+    lines = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith("| plain |") for line in lines) == len(cfg.lengths)
+
+    # --merge replaces the lengths it runs again and keeps the others
+    short = cfg.lengths[0]
+    assert bench.main(["--quick", "--quiet", "--merge", "--out", str(tmp_path), "--T",
+                       str(short), "--policies", "msm"]) == 0
+    merged = json.loads((tmp_path / "runtime.json").read_text())
+    assert [run["lengths"] for run in merged["runs"]] == [list(cfg.lengths), [short]]
+    assert [(i["T"], i["run"]) for i in merged["lengths"]] == [
+        (n, int(n == short)) for n in cfg.lengths]
+    again = [r for r in merged["rows"] if r["T"] == short and r["method"] == "mbrnn"]
+    assert again and {r["policy"] for r in again} == {"msm"}
+    kept = [r for r in merged["rows"] if r["T"] != short]
+    assert kept == [r for r in rows if r["T"] != short]
+
+
+def test_points_over_the_time_cap_are_skipped(bench: ModuleType) -> None:
+    cfg = replace(bench.QUICK, policies=("msm", "chen"), max_point_seconds=0.0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as main does for --quick
+    try:
+        _, rows, points, _ = bench.prepare_length(cfg, 8, lambda _msg: None)
+    finally:
+        torch.set_num_threads(threads)
+    assert {pt.row.method for pt in points} == {"plain", "checkpoint"}  # always measured
+    budgeted = [r for r in rows if r.method == "mbrnn"]
+    assert budgeted and {r.status for r in budgeted} <= {"skipped", "infeasible", "same_plan"}
+    skipped = [r for r in budgeted if r.status == "skipped"]
+    assert {r.policy for r in skipped} == {"msm", "chen"}
+    for r in skipped:
+        assert "--max-point-seconds 0" in r.reason and r.measured_peak is None
+        assert r.predicted_seconds is not None and r.predicted_seconds > 0
+
+
+def test_prediction_adds_a_forward_step_per_recomputed_step(bench: ModuleType) -> None:
+    assert bench.predict_seconds(2.0, 0.01, 100, 100) == 2.0
+    assert bench.predict_seconds(2.0, 0.01, 100, 350) == pytest.approx(4.5)
+    cfg = replace(bench.QUICK, repeats=5, warmup=1)
+    assert bench.point_seconds(1.5, cfg) == pytest.approx(1.5 * 8)
