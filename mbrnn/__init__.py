@@ -16,6 +16,9 @@ from .errors import PlanError as PlanError
 from .errors import RecomputeMismatchError as RecomputeMismatchError
 
 if TYPE_CHECKING:
+    from .nn import GRU as GRU
+    from .nn import LSTM as LSTM
+    from .nn import RNN as RNN
     from .nn import Cell as Cell
     from .nn import GRUCell as GRUCell
     from .nn import LayerNormLSTMCell as LayerNormLSTMCell
@@ -28,7 +31,10 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Cell": ".nn",
+    "GRU": ".nn",
     "GRUCell": ".nn",
+    "LSTM": ".nn",
+    "RNN": ".nn",
     "LSTMCell": ".nn",
     "LayerNormLSTMCell": ".nn",
     "RNNCell": ".nn",
@@ -37,6 +43,9 @@ _LAZY = {
 }
 
 __all__ = [
+    "GRU",
+    "LSTM",
+    "RNN",
     "Cell",
     "GRUCell",
     "InfeasibleBudgetError",

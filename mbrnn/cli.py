@@ -23,6 +23,7 @@ from typing import Any
 
 from .errors import InfeasibleBudgetError, PlanError
 from .plan.chain import Chain
+from .plan.ops import Plan
 from .plan.sizes import format_size, parse_size
 from .plan.solver import POLICIES, solve
 
@@ -57,10 +58,12 @@ class Command:
 def _configure_plan(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seq-len", type=int, required=True, metavar="T",
                    help="number of time steps T")
-    p.add_argument("--state-size", required=True, metavar="SIZE",
-                   help="memory of one hidden state: bytes or a size such as 256KiB")
-    p.add_argument("--internal-size", required=True, metavar="SIZE",
-                   help="memory autograd keeps for one step, its output state included")
+    p.add_argument("--state-size", metavar="SIZE",
+                   help="memory of one hidden state: bytes or a size such as 256KiB "
+                   "(required unless --model is given)")
+    p.add_argument("--internal-size", metavar="SIZE",
+                   help="memory autograd keeps for one step, its output state included "
+                   "(required unless --model is given)")
     p.add_argument("--budget", required=True, metavar="SIZE",
                    help="memory budget for kept states, e.g. 2GiB (1024**3) or 2GB (1000**3)")
     p.add_argument("--policy", default="auto", choices=POLICIES,
@@ -70,6 +73,17 @@ def _configure_plan(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", metavar="PNG", default=None,
                    help="also draw the schedule and the memory/compute trade-off to PNG")
     p.add_argument("--json", action="store_true", help="print a JSON object instead")
+    m = p.add_argument_group(
+        "model", "plan for mbrnn.LSTM/GRU/RNN instead of given sizes: the sizes are probed "
+        "on the fused kernel (CPU, float32) and the budget means the module's memory_budget")
+    m.add_argument("--model", choices=("lstm", "gru", "rnn"), default=None,
+                   help="the module to plan for")
+    m.add_argument("--hidden-size", type=int, metavar="H", help="hidden size (with --model)")
+    m.add_argument("--num-layers", type=int, default=1, metavar="N",
+                   help="layers (with --model; default: 1)")
+    m.add_argument("--batch-size", type=int, metavar="B", help="batch size (with --model)")
+    m.add_argument("--input-size", type=int, default=None, metavar="F",
+                   help="input features (with --model; default: the hidden size)")
 
 
 @dataclass(frozen=True)
@@ -99,6 +113,8 @@ class PlanSummary:
     simulate_seconds: float
     plot: str | None = None
     plot_seconds: float | None = None
+    model: str | None = None  # with --model: the module planned for
+    predicted_peak: float | None = None  # with --model: kept states plus working set
 
     def format(self) -> str:
         T = self.seq_len
@@ -125,6 +141,10 @@ class PlanSummary:
             f"  planning time   {self.solve_seconds:.3f} s "
             f"(+ {self.simulate_seconds:.3f} s replaying the ops)",
         ]
+        if self.model is not None:
+            lines.insert(1, f"  model           {self.model} (sizes probed on the fused kernel)")
+            lines.append(f"  module peak     {format_size(self.predicted_peak or 0.0)} predicted: "
+                         "kept states plus the executor's working set")
         if self.plot is not None:
             lines.append(f"  plot            {self.plot} ({self.plot_seconds or 0.0:.2f} s)")
         return "\n".join(lines)
@@ -138,7 +158,37 @@ def _size(args: argparse.Namespace, attr: str) -> float:
         raise CommandError(str(exc)) from exc
 
 
+def _model_plan(args: argparse.Namespace, budget: float) -> tuple[str, Plan, float]:
+    """``--model``: what ``mbrnn.LSTM/GRU/RNN(...).plan_for`` would run (imports torch)."""
+    for flag in ("hidden_size", "batch_size"):
+        if getattr(args, flag) is None:
+            raise CommandError(f"--model needs --{flag.replace('_', '-')}")
+    for flag in ("hidden_size", "batch_size", "num_layers", "input_size", "seq_len"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise CommandError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    import mbrnn
+
+    cls = {"lstm": mbrnn.LSTM, "gru": mbrnn.GRU, "rnn": mbrnn.RNN}[args.model]
+    F = args.input_size or args.hidden_size
+    module = cls(F, args.hidden_size, args.num_layers, policy=args.policy)
+    desc = (f"{cls.__name__}(input_size={F}, hidden_size={args.hidden_size}, "
+            f"num_layers={args.num_layers}), batch {args.batch_size}")
+    try:
+        fp = module.plan_for(args.seq_len, args.batch_size, memory_budget=int(budget))
+    except InfeasibleBudgetError as exc:
+        raise CommandError(
+            f"--budget {format_size(budget)} is below the minimum {format_size(exc.minimum)} "
+            f"that {desc} needs for --seq-len {args.seq_len}; raise --budget to at least "
+            f"{format_size(exc.minimum)}"
+        ) from exc
+    return desc, fp.plans[0].plan, float(fp.predicted_peak)
+
+
 def _plan_chain(args: argparse.Namespace) -> Chain:
+    if args.state_size is None or args.internal_size is None:
+        raise CommandError("--state-size and --internal-size are required unless --model "
+                           "is given")
     state = _size(args, "state_size")
     internal = _size(args, "internal_size")
     if args.seq_len < 1:
@@ -154,13 +204,19 @@ def _plan_chain(args: argparse.Namespace) -> Chain:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    chain = _plan_chain(args)
+    model = predicted_peak = None
+    if args.model is None:
+        chain = _plan_chain(args)
     budget = _size(args, "budget")
     if not math.isfinite(args.beta) or args.beta < 0:
         raise CommandError(f"--beta must be finite and >= 0, got {args.beta!r}")
     t0 = time.perf_counter()
     try:
-        plan = solve(chain, budget, args.policy)
+        if args.model is None:
+            plan = solve(chain, budget, args.policy)
+        else:  # probes the module, then plans as its forward would
+            model, plan, predicted_peak = _model_plan(args, budget)
+            chain = plan.chain
     except InfeasibleBudgetError as exc:
         raise CommandError(
             f"--budget {format_size(budget)} is below the minimum {format_size(exc.minimum)} "
@@ -218,6 +274,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         simulate_seconds=t2 - t1,
         plot=args.plot,
         plot_seconds=plot_seconds,
+        model=model,
+        predicted_peak=predicted_peak,
     )
     if args.json:
         print(json.dumps(asdict(summary), indent=2))

@@ -177,7 +177,9 @@ def plain_step(cell: mbrnn.LSTMCell, x: Tensor, w: Tensor) -> None:
     for x_t in x.unbind(0):
         y, state = cell(x_t, state)
         ys.append(y)
-    loss_fn(torch.stack(ys), w).backward()
+    y = torch.stack(ys)
+    del ys, state  # as Recurrent's own loop: only y (and the graph) outlive the forward
+    loss_fn(y, w).backward()
 
 
 def _chunk(cell: mbrnn.LSTMCell, x: Tensor, h: Tensor, c: Tensor
@@ -197,7 +199,9 @@ def checkpoint_step(cell: mbrnn.LSTMCell, x: Tensor, w: Tensor, chunk: int) -> N
         ys, h, c = checkpoint(_chunk, cell, x[start : start + chunk], h, c,
                               use_reentrant=False)
         outs.append(ys)
-    loss_fn(torch.cat(outs), w).backward()
+    y = torch.cat(outs)
+    del outs, ys, h, c  # the chunks' outputs: y is their copy, holding them would double it
+    loss_fn(y, w).backward()
 
 
 def mbrnn_step(rnn: mbrnn.Recurrent, x: Tensor, w: Tensor, *, budget: int) -> None:
@@ -300,10 +304,10 @@ def prepare_length(cfg: BenchConfig, T: int, log: Callable[[str], None]
         return peak - io_bytes
 
     # the baselines, and the figures the skip prediction needs
-    add(Row(T, "plain", None, "plain", "ok"), lambda: plain_step(cell, x, w), None)
+    plain_peak = add(Row(T, "plain", None, "plain", "ok"), lambda: plain_step(cell, x, w), None)
     plain_estimate = timed(cell, lambda: plain_step(cell, x, w))
-    add(Row(T, "checkpoint", None, f"sqrt(T)={chunk}", "ok"),
-        lambda: checkpoint_step(cell, x, w, chunk), None)
+    ckpt_peak = add(Row(T, "checkpoint", None, f"sqrt(T)={chunk}", "ok"),
+                    lambda: checkpoint_step(cell, x, w, chunk), None)
     with torch.no_grad():
         t0 = time.perf_counter()
         mbrnn.Recurrent(cell)(x)  # the plain sweep; without grad, nothing is kept
@@ -312,7 +316,9 @@ def prepare_length(cfg: BenchConfig, T: int, log: Callable[[str], None]
     store_peak = probe.plan_for(T, B, memory_budget=2**50).predicted_peak
     info = LengthInfo(T, io_bytes, store_peak, chunk, forward_seconds, plain_estimate)
     log(f"T={T}: plain {plain_estimate:.3f} s/step, no-grad forward {forward_seconds * 1e3:.3f}"
-        f" ms/step, store-all peak {store_peak / MIB:.2f} MiB, y + dL/dy {io_bytes / MIB:.2f} MiB")
+        f" ms/step, store-all peak {store_peak / MIB:.2f} MiB, y + dL/dy {io_bytes / MIB:.2f} MiB;"
+        f" measured peak (- y, dL/dy): plain {plain_peak / MIB:.2f} MiB, checkpoint "
+        f"{ckpt_peak / MIB:.2f} MiB")
 
     for policy in cfg.policies:
         rnn = mbrnn.Recurrent(cell, memory_budget=store_peak, policy=policy)

@@ -349,3 +349,41 @@ def test_bench_planner_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str],
         if row["policy"] == "msm":
             assert row["hierarchical_C"] >= row["exact_C"]  # exact is the optimum
     assert (tmp_path / "planner.png").read_bytes().startswith(PNG_MAGIC)
+
+
+# ---------------------------------------------------------------------------------------
+# mbrnn plan --model: sizes probed on mbrnn.LSTM/GRU/RNN's fused kernel
+# ---------------------------------------------------------------------------------------
+
+
+def test_plan_model_matches_the_modules_plan(capsys: pytest.CaptureFixture[str]) -> None:
+    import mbrnn
+
+    argv = ["plan", "--model", "lstm", "--hidden-size", "16", "--num-layers", "2",
+            "--batch-size", "4", "--input-size", "8", "--seq-len", "400", "--budget", "1MiB"]
+    code, out, err = run(capsys, *argv, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    fp = mbrnn.LSTM(8, 16, 2).plan_for(400, 4, memory_budget=2**20)
+    plan = fp.plans[0].plan
+    assert report["model"].startswith("LSTM(input_size=8, hidden_size=16, num_layers=2)")
+    assert report["forward_steps"] == plan.forward_steps > 400
+    assert report["state_size"] == plan.chain.state_size == 2 * 2 * 4 * 16 * 4
+    assert report["internal_size"] == plan.chain.internal_size
+    assert report["predicted_peak"] == fp.predicted_peak <= 2**20
+    code, text, _ = run(capsys, *argv)
+    assert code == 0 and "model           LSTM(" in text and "module peak" in text
+
+
+def test_plan_model_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["plan", "--seq-len", "100", "--budget", "1KiB"]
+    code, _, err = run(capsys, *base, "--model", "gru", "--hidden-size", "8")
+    assert code == 2
+    assert_one_line_error(err, "--model needs --batch-size")
+    code, _, err = run(capsys, *base, "--model", "rnn", "--hidden-size", "8", "--batch-size", "2")
+    assert code == 2
+    assert_one_line_error(err, "--budget 1.00 KiB is below the minimum",
+                          "RNN(input_size=8, hidden_size=8, num_layers=1), batch 2")
+    code, _, err = run(capsys, *base)
+    assert code == 2
+    assert_one_line_error(err, "--state-size and --internal-size are required unless --model")

@@ -12,8 +12,14 @@ from .cells import LSTMCell as LSTMCell
 from .cells import RNNCell as RNNCell
 from .cells import StackedCell as StackedCell
 from .recurrent import Recurrent as Recurrent
+from .rnn import GRU as GRU
+from .rnn import LSTM as LSTM
+from .rnn import RNN as RNN
 
 __all__ = [
+    "GRU",
+    "LSTM",
+    "RNN",
     "Cell",
     "GRUCell",
     "LSTMCell",
