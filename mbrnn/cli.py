@@ -289,12 +289,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------
 
 def _zoo(name: str) -> Callable[..., Any]:
-    """``mbrnn.zoo_commands.<name>``, imported on first use (it imports torch)."""
+    """``mbrnn.cli_zoo.<name>``, imported on first use (it imports torch)."""
 
     def call(arg: argparse.ArgumentParser | argparse.Namespace) -> Any:
-        from . import zoo_commands
+        from . import cli_zoo
 
-        return getattr(zoo_commands, name)(arg)
+        return getattr(cli_zoo, name)(arg)
 
     return call
 

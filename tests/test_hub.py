@@ -123,7 +123,7 @@ def _zoo_params() -> list[str]:
 @pytest.mark.parametrize("name", _zoo_params())
 def test_zoo_model_reproduces_its_recorded_metric(name: str) -> None:
     """Each zoo model's config.json records a metric on a fixed slice of its data."""
-    from mbrnn.zoo_commands import evaluate_model
+    from mbrnn.cli_zoo import evaluate_model
 
     folder = hub.ZOO_DIR / name
     assert (folder / "README.md").is_file()
