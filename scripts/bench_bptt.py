@@ -12,6 +12,7 @@ step) and backward. For each method the script records, in one run on one machin
   its backward on a stand-in output (the output, the loss's temporaries and ``dL/dy``,
   which every method holds alike). nn.LSTM's ``bptt_bytes`` is its *activation memory*,
   and mbrnn's budgets are fractions of it; the budget bounds mbrnn's ``bptt_bytes``;
+- ``min_seconds``: the fastest of those steps (less sensitive to a shared machine);
 - ``max_grad_diff``: the largest parameter-gradient difference to nn.LSTM's, relative
   to the largest gradient.
 
@@ -95,12 +96,17 @@ def _checkpointed(lstm: nn.LSTM, x: Tensor, chunk: int) -> Tensor:
     return torch.cat(ys)
 
 
-def _step_fn(method: str, module: nn.Module, x: Tensor, target: Tensor) -> Callable[[], None]:
+def _step_fn(method: str, module: nn.Module, x: Tensor, target: Tensor,
+             budget: tuple[int, str] | None = None) -> Callable[[], None]:
+    """One training step; ``budget``: the mbrnn module's (memory_budget, policy) for it."""
     chunk = max(1, round(math.sqrt(x.shape[0])))
 
     def step() -> None:
         for p in module.parameters():
             p.grad = None
+        if budget is not None:  # one mbrnn module for all budgets: it probes once
+            assert isinstance(module, LSTM)
+            module.memory_budget, module.policy = budget
         if method == "checkpoint":
             y = _checkpointed(module, x, chunk)  # type: ignore[arg-type]
         else:
@@ -133,9 +139,14 @@ def _grad_diff(grads: list[Tensor], ref: list[Tensor]) -> float:
 
 
 def _io_bytes(T: int, B: int, H: int, target: Tensor, device: torch.device) -> int:
-    """The I/O baseline: the loss and its backward on a stand-in output."""
-    y = torch.zeros(T, B, H, device=device, dtype=target.dtype, requires_grad=True)
-    peak = measure_peak(lambda: _loss(y * 1.0, target).backward(), device=device)
+    """The I/O baseline: a stand-in output, held through the loss and its backward."""
+    leaf = torch.zeros(T, B, H, device=device, dtype=target.dtype, requires_grad=True)
+
+    def step() -> None:
+        y = leaf * 1.0  # allocated in the step and alive to its end, as a module's output
+        _loss(y, target).backward()
+
+    peak = measure_peak(step, device=device)
     return int(peak)
 
 
@@ -147,7 +158,8 @@ def _io_bytes(T: int, B: int, H: int, target: Tensor, device: torch.device) -> i
 def run_config(T: int, H: int, layers: int, B: int, *, policies: Sequence[str],
                fractions: Sequence[float], repeats: int, device: torch.device,
                quiet: bool, run_torch: bool = True, ref_bytes: int | None = None,
-               fraction_of: str = "nn.LSTM") -> list[dict[str, Any]]:
+               fraction_of: str = "nn.LSTM", with_checkpoint: bool = True
+               ) -> list[dict[str, Any]]:
     """Rows for one configuration. Without ``run_torch`` nn.LSTM is not run and budgets
     are fractions of ``ref_bytes`` (its extrapolated activation memory)."""
     torch.manual_seed(0)
@@ -158,14 +170,17 @@ def run_config(T: int, H: int, layers: int, B: int, *, policies: Sequence[str],
     config = {"T": T, "B": B, "H": H, "layers": layers, "io_bytes": io}
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     rows: list[dict[str, Any]] = []
-    runs: dict[str, tuple[nn.Module, dict[str, Any]]] = {}
+    runs: dict[str, tuple[Callable[[], None], dict[str, Any]]] = {}
     ref_grads: list[Tensor] | None = None
+    ours = LSTM.from_torch(ref)
 
-    def add(method: str, module: nn.Module, **info: Any) -> dict[str, Any] | None:
+    def add(method: str, module: nn.Module, setting: tuple[int, str] | None = None,
+            **info: Any) -> dict[str, Any] | None:
         nonlocal ref_grads
         row: dict[str, Any] = {**config, "method": method, **info}
         rows.append(row)
-        step = _step_fn(method if method == "checkpoint" else "module", module, x, target)
+        kind = method if method == "checkpoint" else "module"
+        step = _step_fn(kind, module, x, target, setting)
         try:
             step()  # warm-up: probes and plans mbrnn, learns the output's shape
         except InfeasibleBudgetError as e:
@@ -183,7 +198,7 @@ def run_config(T: int, H: int, layers: int, B: int, *, policies: Sequence[str],
             row.update(policy=fp.plans[0].plan.policy, forward_steps=fp.forward_steps,
                        runs=fp.runs, predicted_peak=fp.predicted_peak,
                        predicted_time=fp.time_overhead())
-        runs[method] = (module, row)
+        runs[method] = (step, row)
         return row
 
     base = None
@@ -192,33 +207,35 @@ def run_config(T: int, H: int, layers: int, B: int, *, policies: Sequence[str],
         assert base is not None
         ref_bytes = base["bptt_bytes"]
     assert ref_bytes is not None
-    ck = add("checkpoint", ref)
-    add("mbrnn store_all", LSTM.from_torch(ref, memory_budget=2**50, policy="store_all"))
+    ck = add("checkpoint", ref) if with_checkpoint else None
+    add("mbrnn store_all", ours, (2**50, "store_all"))
     for frac in fractions:
         for policy in policies:
             budget = int(frac * ref_bytes)
-            add(f"mbrnn {100 * frac:g}% {policy}",
-                LSTM.from_torch(ref, memory_budget=budget, policy=policy),
-                budget=budget, fraction=frac, fraction_of=fraction_of, requested=policy)
+            add(f"mbrnn {100 * frac:g}% {policy}", ours, (budget, policy), budget=budget,
+                fraction=frac, fraction_of=fraction_of, requested=policy)
     if ck is not None and ck["status"] == "ok":
-        budget = int(ck["bptt_bytes"])
-        add("mbrnn @checkpoint auto", LSTM.from_torch(ref, memory_budget=budget),
-            budget=budget, requested="auto")
-    # time round-robin, so drifting load hits every method alike
+        # at checkpoint's memory: its BPTT bytes as the budget, or mbrnn's minimum if above
+        budget = max(int(ck["bptt_bytes"]), ours.minimum_budget(T, B))
+        add("mbrnn @checkpoint auto", ours, (budget, "auto"), budget=budget, requested="auto")
+    # time round-robin in a shuffled order, so drifting load hits every method alike
     times: dict[str, list[float]] = {m: [] for m in runs}
+    order = list(runs)
+    gen = torch.Generator().manual_seed(0)
     for _ in range(repeats):
-        for method, (module, _) in runs.items():
-            kind = method if method == "checkpoint" else "module"
-            times[method].append(_time(_step_fn(kind, module, x, target), device))
+        for i in torch.randperm(len(order), generator=gen).tolist():
+            times[order[i]].append(_time(runs[order[i]][0], device))
     anchor = statistics.median(times["nn.LSTM"]) if "nn.LSTM" in times else None
     for method, (_, row) in runs.items():
         row["times"] = times[method]
         row["seconds"] = statistics.median(times[method])
+        row["min_seconds"] = min(times[method])
         if anchor is not None:
             row["ratio"] = row["seconds"] / anchor
         if "budget" in row:
             row["within_budget"] = row["bptt_bytes"] <= row["budget"]
         log(f"  {method:28s} {row['seconds']:8.3f} s  x{row.get('ratio', float('nan')):.3f}  "
+            f"peak {row['peak_bytes'] / 2**20:9.1f} MiB  "
             f"bptt {row['bptt_bytes'] / 2**20:9.1f} MiB  grad diff {row['max_grad_diff']:.1e}")
     return rows
 
@@ -245,9 +262,7 @@ def long_run(T: int, H: int, B: int, *, fraction: float, repeats: int, device: t
     rows = run_config(
         T, H, 1, B, policies=("auto",), fractions=(fraction,), repeats=repeats, device=device,
         quiet=quiet, run_torch=need <= ram, ref_bytes=int(T * per_step_act),
-        fraction_of="nn.LSTM (extrapolated)")
-    if not with_checkpoint:
-        rows = [r for r in rows if r["method"] != "checkpoint"]
+        fraction_of="nn.LSTM (extrapolated)", with_checkpoint=with_checkpoint)
     for r in rows:
         r["long_run"] = True
     return info, rows
@@ -315,8 +330,18 @@ def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if ck and eq and ck["status"] == eq["status"] == "ok":
         out["vs_checkpoint"] = {
             "checkpoint_seconds": ck["seconds"], "mbrnn_seconds": eq["seconds"],
+            "checkpoint_peak_bytes": ck["peak_bytes"], "mbrnn_peak_bytes": eq["peak_bytes"],
             "checkpoint_bptt_bytes": ck["bptt_bytes"], "mbrnn_bptt_bytes": eq["bptt_bytes"],
-            "met": eq["seconds"] < ck["seconds"] and eq["bptt_bytes"] <= ck["bptt_bytes"]}
+            "equal_memory": eq["peak_bytes"] <= 1.01 * ck["peak_bytes"],
+            "met": eq["seconds"] < ck["seconds"] and eq["peak_bytes"] <= 1.01 * ck["peak_bytes"]}
+    # the cheapest mbrnn run whose whole peak is within checkpoint's
+    if ck and ck["status"] == "ok":
+        fits = [r for r in got.values() if r["method"].startswith("mbrnn")
+                and r["status"] == "ok" and r["peak_bytes"] <= 1.01 * ck["peak_bytes"]]
+        best = min(fits, key=lambda r: r["seconds"], default=None)
+        out["fastest_mbrnn_within_checkpoint_peak"] = None if best is None else {
+            "method": best["method"], "seconds": best["seconds"],
+            "peak_bytes": best["peak_bytes"], "faster": best["seconds"] < ck["seconds"]}
     return out
 
 
@@ -390,18 +415,19 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| T | H | L | method | s/step | x nn.LSTM | BPTT MiB | budget MiB | fwd steps | grad diff |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| T | H | L | method | s/step (median) | min | x nn.LSTM | peak MiB | BPTT MiB "
+             "| budget MiB | fwd steps | grad diff |", "|---" * 12 + "|"]
     for r in rows:
         if r["status"] != "ok":
             lines.append(f"| {r['T']} | {r['H']} | {r['layers']} | {r['method']} | infeasible "
-                         "| | | | | |")
+                         "| | | | | | | |")
             continue
         budget = f"{r['budget'] / 2**20:.1f}" if "budget" in r else ""
         ratio = f"{r['ratio']:.3f}" if "ratio" in r else ""
         lines.append(
             f"| {r['T']} | {r['H']} | {r['layers']} | {r['method']} | {r['seconds']:.3f} | "
-            f"{ratio} | {r['bptt_bytes'] / 2**20:.1f} | {budget} | "
+            f"{r['min_seconds']:.3f} | {ratio} | {r['peak_bytes'] / 2**20:.1f} | "
+            f"{r['bptt_bytes'] / 2**20:.1f} | {budget} | "
             f"{r.get('forward_steps', r['T'])} | {r['max_grad_diff']:.1e} |")
     return "\n".join(lines)
 
@@ -421,7 +447,7 @@ def _config(text: str) -> tuple[int, int, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--configs", type=_config, nargs="*", default=None,
                    help="TxHxLAYERS, e.g. 1000x256x1 (default: the issue's grid)")
     p.add_argument("--batch", type=int, default=32)

@@ -24,8 +24,10 @@ What is measured, per point:
   ``bptt_peak <= budget``.
 - ``seconds``: the median of ``repeats`` (>= 5 by default) ``time.perf_counter`` timings
   of a training step, after the memory run and ``warmup`` untimed steps. The repeats are
-  interleaved across all points of one ``T`` (round-robin), so that a slow spell of a
-  shared machine spreads over every method rather than landing on one.
+  interleaved across all points of one ``T`` (round-robin, every other round reversed),
+  so that a slow spell of a shared machine spreads over every method rather than
+  landing on one. The table also gives the best (minimum) time, the steadier figure
+  when other work shares the machine.
 - ``forward_steps``: the plan's forward steps (``T`` = no recomputation) and the steps the
   executor actually ran (``executed_forward_steps``).
 
@@ -370,11 +372,12 @@ def prepare_length(cfg: BenchConfig, T: int, log: Callable[[str], None]
 
 def time_points(cfg: BenchConfig, cell: mbrnn.LSTMCell, points: Sequence[Point],
                 log: Callable[[str], None]) -> None:
-    """``cfg.repeats`` rounds, each timing every point once (round-robin)."""
+    """``cfg.repeats`` rounds, each timing every point once (round-robin), every other
+    round in reverse order, so that load rising or falling within rounds averages out."""
     for r in range(cfg.repeats):
         gc.collect()  # once a round: a full collection costs more than a small step
         t0 = time.perf_counter()
-        for pt in points:
+        for pt in (points if r % 2 == 0 else points[::-1]):
             pt.row.times.append(timed(cell, pt.run))
         log(f"  T={points[0].row.T} round {r + 1}/{cfg.repeats}: "
             f"{time.perf_counter() - t0:.1f} s")
@@ -450,7 +453,7 @@ def plot(infos: Sequence[LengthInfo], rows: Sequence[Row], path: Path, title: st
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     n = len(infos)
-    fig = Figure(figsize=(max(7.0, 6.0 * n), 5.6), layout="constrained")
+    fig = Figure(figsize=(max(7.0, 6.0 * n), 6.2), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, n, squeeze=False)[0]
     plain_g = FuncFormatter(lambda v, _pos: f"{v:g}")
@@ -481,8 +484,9 @@ def plot(infos: Sequence[LengthInfo], rows: Sequence[Row], path: Path, title: st
         plain = next((r.seconds for r in ok if r.method == "plain"), None)
         ax.set_xscale("log")  # (resets the ticks: set them after)
         ax.set_yscale("log")
-        for axis in (ax.xaxis, ax.yaxis):
-            axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        for axis, subs in ((ax.xaxis, (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)),
+                           (ax.yaxis, (1.0, 2.0, 5.0))):
+            axis.set_major_locator(LogLocator(subs=subs))
             axis.set_major_formatter(plain_g)
             axis.set_minor_formatter(NullFormatter())
         if plain:

@@ -27,8 +27,7 @@ probe (``_measure``) runs the segment on 1, 8 and 40 steps under
 (the transient memory of a running call folded in, so it is an upper bound), the
 remainder is the per-call part ``run_bytes``. The planner's cost model has no per-run
 term; a plan that keeps ``k`` runs at once needs ``(k - 1) * run_bytes`` more than it
-predicts (the working set already holds one), so ``_plan_one`` re-plans with a smaller
-budget until that fits too.
+predicts (the working set already holds one): see NOTE [ Plans with per-run memory ].
 
 NOTE [ Dropout between layers ]
 A fused kernel draws its dropout masks internally; they cannot be replayed on
@@ -52,10 +51,14 @@ NOTE [ Bidirectional modules and the budget ]
 Layer ``l + 1`` needs both directions of layer ``l``, so a bidirectional module runs
 layer by layer: each direction of each layer is a budgeted recurrence of its own, planned
 with an equal share of ``memory_budget`` (all of them hold their checkpoints from the
-forward pass until their backward). Each layer's full output sequence, ``(T, B, 2 H)``,
-is materialised as the next layer's input and kept until the backward pass, as with
-any module's activations: that memory is outside the budget, like the input and the
-output. A unidirectional module is one recurrence over all layers, whatever ``dropout``.
+forward pass until their backward). The recurrences' own inputs and outputs are
+sequences the size of the module's: each layer's output ``(T, B, 2 H)`` (the next
+layer's input, kept until the backward pass, with its dropout mask), each direction's
+output ``(T, B, H)`` and the time-reversed copies the reverse direction reads and
+writes, and their gradients in the backward pass. Like the module's input and output,
+they are outside the budget: a bidirectional module holds a few sequence-sized tensors
+per layer more than ``memory_budget``. A unidirectional module is one recurrence over
+all layers, whatever ``dropout``.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ from torch import _VF, Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ..errors import InfeasibleBudgetError
-from ..plan import Backward, ForwardKeep, Plan
+from ..plan import EXACT_LIMIT, Backward, Forward, ForwardKeep, Plan
 from ..plan.sizes import format_size
 from ..runtime.budget import (
     Budget,
@@ -323,19 +326,25 @@ class FusedPlan:
         )
 
 
-def _live_runs(plan: Plan) -> int:
-    """Most kept runs (ForwardKeep ops) alive at once."""
-    runs: dict[int, int] = {}
-    most = 0
+def _live_runs(plan: Plan) -> tuple[int, int]:
+    """``(most kept runs alive at once, forward runs)`` of ``plan``."""
+    kept: dict[int, int] = {}
+    most = runs = 0
     for op in plan.ops:
         if isinstance(op, ForwardKeep):
-            runs[op.stop] = op.start
-            most = max(most, len(runs))
+            kept[op.stop] = op.start
+            most = max(most, len(kept))
+            runs += 1
+        elif isinstance(op, Forward):
+            runs += 1
         elif isinstance(op, Backward):
             s = op.stop
-            while s > op.start and s in runs:
-                s = runs.pop(s)
-    return most
+            while s > op.start and s in kept:
+                s = kept.pop(s)
+    return most, runs
+
+
+_Fit = tuple[BudgetPlan, int, int]  # plan, run_bytes, runs
 
 
 @lru_cache(maxsize=128)
@@ -345,51 +354,73 @@ def _plan_one(
 ) -> tuple[BudgetPlan, int]:
     """Plan one recurrence with ``chunk``-step sweeps; ``(plan, run_bytes)``.
 
-    A plan that keeps ``k`` runs at once needs ``(k - 1) * run_bytes`` on top of its
-    prediction. If that does not fit, bisect on the budget handed to the planner for the
-    largest that does, and take the cheaper of that and HSM (one kept run at a time).
+    NOTE [ Plans with per-run memory ]
+    A plan that keeps ``k`` runs at once needs ``(k - 1) * run_bytes`` more than the
+    planner predicts. Where that does not fit, the planner's budget is lowered: first by
+    the excess, then by bisection (a few solves), keeping the cheapest plan that fits.
+    ``"auto"`` does this for each policy (``msm``, ``ism``, ``hsm``, ``chen``,
+    ``recompute_all``) and takes the fewest forward steps, then the fewest runs: with
+    large per-run memory Chen's or HSM's plans, which keep one run at a time, can beat
+    the optimal plans of the planner's cost model. A named policy that cannot fit falls
+    back on ``hsm``, then ``recompute_all``.
     """
     sweep = sizes.sweep_bytes + chunk * sizes.sweep_step_bytes
     w = Working(single=working.single + sweep, multi=working.multi + sweep)
 
-    def plan(target: int, p: str = policy) -> BudgetPlan:
+    def plan(target: int, p: str) -> BudgetPlan:
         return plan_recurrence(sizes.step, length, target, p, w, owner=owner, batch_size=batch)
 
-    def extra(bp: BudgetPlan) -> int | None:
-        e = max(0, _live_runs(bp.plan) - 1) * sizes.run_bytes
-        return e if bp.predicted_peak + e <= budget else None
+    def fits(bp: BudgetPlan) -> tuple[_Fit | None, int]:
+        live, runs = _live_runs(bp.plan)
+        extra = max(0, live - 1) * sizes.run_bytes
+        over = bp.predicted_peak + extra - budget
+        return ((bp, extra, runs) if over <= 0 else None), over
 
-    bp = plan(budget)  # raises InfeasibleBudgetError below the true minimum
-    e = extra(bp)
-    if e is not None:
-        return bp, e
-    best: tuple[BudgetPlan, int] | None = None
-    lo, hi = 0, budget
-    for _ in range(12):
-        if hi - lo <= sizes.step.state_bytes:
-            break
-        mid = (lo + hi) // 2
+    def better(a: _Fit | None, b: _Fit | None) -> _Fit | None:
+        if a is None or b is None:
+            return a or b
+        ka = (a[0].plan.forward_steps, a[2])
+        return a if ka <= (b[0].plan.forward_steps, b[2]) else b
+
+    def fit(p: str) -> _Fit | None:
         try:
-            cand = plan(mid)
+            bp = plan(budget, p)
         except InfeasibleBudgetError:
-            lo = mid
-            continue
-        e = extra(cand)
-        if e is None:
-            hi = mid
-            continue
-        lo = mid
-        if best is None or cand.plan.forward_steps < best[0].plan.forward_steps:
-            best = (cand, e)
+            return None
+        best, over = fits(bp)
+        if best is not None or p in ("store_all", "chen", "recompute_all", "hsm"):
+            return best  # these keep one run at a time: nothing to lower
+        lo, hi, target = 0, budget, budget - over
+        for _ in range(5):
+            if not lo < target < hi:
+                target = (lo + hi) // 2
+            if hi - lo <= sizes.step.state_bytes:
+                break
+            try:
+                got, over = fits(plan(target, p))
+            except InfeasibleBudgetError:
+                lo, target = target, (target + hi) // 2
+                continue
+            if got is None:
+                hi, target = target, target - over
+            else:
+                best = better(best, got)
+                lo, target = target, (target + hi) // 2
+        return best
+
+    plan(budget, policy)  # raises InfeasibleBudgetError below the policy's minimum
+    best: _Fit | None = None
+    if policy == "auto":
+        names = ["store_all", "msm", "ism", "hsm", "chen"]
+        for p in names if length <= EXACT_LIMIT else [n for n in names if n != "ism"]:
+            best = better(best, fit(p))
+    else:
+        best = fit(policy)
     for fallback in ("hsm", "recompute_all"):
-        fb = plan(budget, fallback)
-        if extra(fb) is None:
-            continue
-        if best is None or fb.plan.forward_steps < best[0].plan.forward_steps:
-            best = (fb, 0)
-        break
+        if best is None:
+            best = fit(fallback)
     assert best is not None  # recompute_all keeps one one-step run at a time
-    return best
+    return best[0], best[1]
 
 
 def _measure(
