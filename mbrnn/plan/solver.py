@@ -18,7 +18,8 @@ ISM moves ``m - a >= s``. ``"hsm"`` uses the closed form of Griewank and Walther
 ``C(t, c) = t + r*t - binom(c+r, r-1)`` for ``c = floor(m/s)`` slots and the smallest
 ``r`` with ``binom(c+r, r) >= t``, with an O(1) optimal split (no table). ``"ism"`` and
 ``"msm"`` solve the table exactly, vectorised over the budget axis; for sequences longer
-than ``EXACT_LIMIT`` they use a hierarchical plan (see ``NOTE [ Hierarchical plans ]``).
+than ``EXACT_LIMIT`` they use a hierarchical plan (``NOTE [ Hierarchical plans ]`` in
+:mod:`mbrnn.plan.hierarchy`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import numpy as np
 from ..errors import InfeasibleBudgetError
 from .baselines import chen_cost, chen_ops, recompute_all_ops, store_all_ops
 from .chain import Chain
+from .hierarchy import plan_levels
 from .ops import Backward, Forward, ForwardKeep, FreeHidden, KeepHidden, Op, OpSequence, Plan
 
 __all__ = [
@@ -288,26 +290,19 @@ def _hsm_costs(n: int, cs: np.ndarray) -> np.ndarray:
     return out
 
 
-def _hierarchical(
-    T: int, m: int, s: int, a: int, hsm: bool
-) -> tuple[int, Callable[[], Iterator[Op]]]:
-    """NOTE [ Hierarchical plans ]
-
-    Beyond ``EXACT_LIMIT`` the exact table (quadratic in T, linear in the budget) is too
-    large. The sequence is cut into ``n`` segments of ``L`` steps (the last may be
-    shorter). Across segments we run HSM's closed form with ``c`` slots, a segment being
-    one "macro step"; each time a segment is back-propagated we run the exact ISM/MSM plan
-    inside it with the memory left, ``m - c*s``. The cost is exactly::
+def _segments(
+    T: int, m: int, s: int, a: int, hsm: bool, C: np.ndarray, Min: int
+) -> tuple[int, Callable[[], Iterator[Op]]] | None:
+    """Equal segments of ``L`` steps, HSM's closed form across them with ``c`` slots, and
+    the exact plan inside each with ``m - c*s``. Cost, exactly::
 
         L * (C_hsm(n, c) - n) + (n-1) * C(L, m - c*s) + C(L_last, m - c*s)
 
-    (the last segment is never re-run at the macro level). ``L`` is searched over a
-    geometric grid up to ``EXACT_LIMIT`` and ``c`` over every value, vectorised. The gap
-    to the exact optimum is measured by ``scripts/bench_planner.py``.
+    ``L`` is searched over a geometric grid up to the table's length and ``c`` over every
+    value, vectorised. A fallback beside :func:`plan_levels`, cheaper when the budget is
+    a handful of hidden states.
     """
-    Lmax = min(T, EXACT_LIMIT)
-    Min = min(m, s + (Lmax - 1) * a)
-    C = _table(Lmax, Min, s, a, hsm, True)
+    Lmax = C.shape[0] - 1
     best: tuple[int, int, int] | None = None  # (cost, L, c)
     Ls = sorted({max(1, round(Lmax / 1.25**k)) for k in range(40)} | {Lmax})
     for L in Ls:
@@ -326,7 +321,7 @@ def _hierarchical(
         if cost < np.iinfo(np.int64).max and (best is None or cost < best[0]):
             best = (cost, L, int(cs[i]))
     if best is None:
-        raise AssertionError("no hierarchical plan")  # pragma: no cover; m >= 2s checked
+        return None
     cost, L, c = best
     n = -(-T // L)
     m_in = min(m - c * s, Min)
@@ -364,6 +359,38 @@ def _hierarchical(
     return cost, factory
 
 
+def _hierarchical(
+    T: int, m: int, s: int, a: int, hsm: bool, leaf: int = EXACT_LIMIT, nmax: int | None = None
+) -> tuple[int, Callable[[], Iterator[Op]]]:
+    """The better of the level ladder (``NOTE [ Hierarchical plans ]`` in
+    :mod:`mbrnn.plan.hierarchy`) and equal segments (:func:`_segments`), both over the
+    exact table for up to ``leaf`` steps."""
+    Lmax = min(T, leaf)
+    Min = min(m, s + (Lmax - 1) * a)
+    C = _table(Lmax, Min, s, a, hsm, True)
+    inf = _inf_of(C)
+    decide = _table_decide(C, s, a, hsm, True)
+
+    def exact_costs(lengths: np.ndarray, mems: np.ndarray) -> np.ndarray:
+        c = C[lengths, np.minimum(mems, Min)].astype(np.int64)
+        return np.where(c >= inf, np.iinfo(np.int64).max // 4, c)
+
+    def exact_emit(t: int, mm: int, p: int) -> Iterator[Op]:
+        return _emit(t, min(mm, Min), decide, offset=p)
+
+    cands: list[tuple[int, Callable[[], Iterator[Op]]]] = []
+    ladder = plan_levels(T, m, s, a, exact_costs, exact_emit, Lmax, nmax)
+    if ladder is not None:
+        f = ladder.factory
+        cands.append((ladder.cost, lambda: _merge(f())))
+    seg = _segments(T, m, s, a, hsm, C, Min)
+    if seg is not None:
+        cands.append(seg)
+    if not cands:
+        raise AssertionError("no hierarchical plan")  # pragma: no cover; m >= 2s checked
+    return min(cands, key=lambda c: c[0])
+
+
 # ---------------------------------------------------------------------------------------
 # Public entry point
 # ---------------------------------------------------------------------------------------
@@ -376,6 +403,12 @@ def _check_budget(budget: object) -> float:
     if not math.isfinite(b) or b < 0:
         raise ValueError(f"solve: budget must be finite and >= 0, got {budget!r}")
     return b
+
+
+def _check_leaf(leaf: object) -> int:
+    if isinstance(leaf, bool) or not isinstance(leaf, int) or leaf < 1:
+        raise ValueError(f"solve: leaf must be an int >= 1, got {leaf!r}")
+    return leaf
 
 
 def _infeasible(chain: Chain, budget: float, minimum: float, policy: str) -> InfeasibleBudgetError:
@@ -395,7 +428,7 @@ def _plan(policy: str, chain: Chain, budget: float, cost: int,
 
 
 def _solve_one(chain: Chain, budget: float, policy: str, resolution: int | None,
-               exact: bool | None) -> Plan:
+               exact: bool | None, leaf: int = EXACT_LIMIT) -> Plan:
     T, s = chain.length, chain.state_size
     if budget < s * (1 - 1e-12):
         raise _infeasible(chain, budget, s, policy)
@@ -423,13 +456,13 @@ def _solve_one(chain: Chain, budget: float, policy: str, resolution: int | None,
         return _plan(policy, chain, budget, T, lambda: store_all_ops(T))
     if m < u.s + u.a and (not hsm or m < 2 * u.s):  # no move but running to the end
         return _plan(policy, chain, budget, T * (T + 1) // 2, lambda: recompute_all_ops(T))
-    use_exact = T <= EXACT_LIMIT if exact is None else exact
+    use_exact = leaf >= T if exact is None else exact
     if use_exact:
         C = _table(T, m, u.s, u.a, hsm, True)
         decide = _table_decide(C, u.s, u.a, hsm, True)
         return _plan(policy, chain, budget, int(C[T, m]),
                      lambda: _merge(_emit(T, m, decide)))
-    cost, factory = _hierarchical(T, m, u.s, u.a, hsm)
+    cost, factory = _hierarchical(T, m, u.s, u.a, hsm, leaf)
     if hsm:  # msm includes hsm's moves: never do worse than its closed form
         c = math.floor(budget / s + 1e-9)
         if hsm_cost(T, c) < cost:
@@ -445,6 +478,7 @@ def solve(
     *,
     resolution: int | None = None,
     exact: bool | None = None,
+    leaf: int = EXACT_LIMIT,
 ) -> Plan:
     """Plan back-propagation through ``chain`` within ``budget``.
 
@@ -458,7 +492,9 @@ def solve(
         resolution: units per hidden state for the ISM/MSM tables (see
             :meth:`Chain.discretise`).
         exact: force (``True``) or forbid (``False``) the exact ISM/MSM table; by default
-            it is used up to ``EXACT_LIMIT`` steps and a hierarchical plan beyond.
+            it is used up to ``leaf`` steps and a hierarchical plan beyond.
+        leaf: the longest subsequence a hierarchical plan solves with the exact table
+            (default ``EXACT_LIMIT``); smaller values plan faster and coarser.
 
     Raises:
         InfeasibleBudgetError: the budget is below what the policy needs; ``.minimum``
@@ -479,21 +515,22 @@ def solve(
     if policy not in POLICIES:
         raise ValueError(f"solve: unknown policy {policy!r}; expected one of {', '.join(POLICIES)}")
     if policy != "auto":
-        return _solve_one(chain, b, policy, resolution, exact)
+        return _solve_one(chain, b, policy, resolution, exact, _check_leaf(leaf))
+    leaf = _check_leaf(leaf)
     if b < chain.state_size * (1 - 1e-12):
         raise _infeasible(chain, b, chain.state_size, "auto")
     if b >= chain.store_all_peak * (1 - 1e-12):
-        best = _solve_one(chain, b, "store_all", resolution, exact)
+        best = _solve_one(chain, b, "store_all", resolution, exact, leaf)
         return _plan("store_all", chain, b, best.forward_steps, best.ops._factory)
     cands: list[Plan] = []
     # msm's moves include ism's, so ism is never cheaper; it can tie with fewer runs, which
     # is worth a look where the exact table is cheap
     names = ["chen", "hsm", "msm", "recompute_all"]
-    if chain.length <= EXACT_LIMIT:
+    if chain.length <= leaf:
         names.insert(3, "ism")
     for p in names:
         try:
-            cands.append(_solve_one(chain, b, p, resolution, exact))
+            cands.append(_solve_one(chain, b, p, resolution, exact, leaf))
         except InfeasibleBudgetError:
             continue
     low = min(p.forward_steps for p in cands)

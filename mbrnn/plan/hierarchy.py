@@ -1,0 +1,253 @@
+"""Near-optimal ISM/MSM plans for sequences beyond the exact table's reach.
+
+NOTE [ Hierarchical plans ]
+The exact table ``C[t, m]`` is quadratic in ``T`` and linear in the budget, so past
+``EXACT_LIMIT`` steps it is out of reach. We keep the same recurrence but restrict
+where its moves may fall, on a ladder of *levels*:
+
+- **Level 0** is the exact table for every length up to ``leaf`` (``EXACT_LIMIT``)
+  steps: any ISM/MSM plan of a short subsequence.
+- **Level i >= 1** cuts its span into units of ``g_i`` steps (``g_i`` a multiple of
+  ``g_{i-1}``). A subsequence of ``j`` units is solved by, whichever is cheapest:
+  a *leaf* (the level below solves it whole, if it is short enough), *storing it all*
+  (if ``s + (len - 1) * a`` fits), or an *HSM move at a unit boundary*, exactly as in
+  the exact recurrence: ``y + C(t - y, m - s) + C(y, m)`` with ``y`` a multiple of
+  ``g_i``.
+
+Memory is indexed by depth: a subproblem at depth ``k`` has ``m - k*s`` left, since each
+enclosing HSM move holds one hidden state while its right part runs. So every
+subsequence gets the memory actually left where it runs, short ones near the end of
+the sequence get much of the budget, and long stretches can be stored whole when the
+budget allows it. Each level's table is ``n x K`` (units by depths) with ``n <= nmax``
+units, filled in ``O(n^2 K)`` vectorised operations.
+
+A sequence whose length is not a multiple of ``g_i`` has a remainder ``r_i = T mod g_i``;
+it is placed at the start. Subproblems that start at 0 (the left parts) are "prefix"
+problems of ``r_i + j*g_i`` steps (table ``E``), the rest are whole units (table ``D``).
+Because ``g_{i-1}`` divides ``g_i``, ``r_{i-1} = r_i mod g_{i-1}`` and the level below
+can solve either kind as a leaf.
+
+The plan is exact for the restricted moves: its cost is what the ops replay to, and its
+peak stays within the budget (``simulate`` checks both in the tests). The gap to the
+exact optimum is measured by ``scripts/bench_planner.py`` wherever the exact table runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+
+from .ops import Backward, Forward, ForwardKeep, FreeHidden, KeepHidden, Op
+
+__all__ = ["NMIN", "WORK", "HierarchicalPlan", "plan_levels", "units_per_level"]
+
+#: Element operations one level's table may take, ``n^2 * K / 2`` for ``n`` units and
+#: ``K`` depths: about half a second. It sets how fine the units are.
+WORK: Final = 50_000_000
+#: Fewest units per level (unless the sequence is shorter).
+NMIN: Final = 256
+
+_BIG: Final = np.iinfo(np.int64).max // 4  # infeasible; two of them still add safely
+
+# choices stored beside the costs
+_LEAF: Final = 0  # the level below solves it
+_STORE: Final = -1  # store every internal state
+
+
+@dataclass(frozen=True)
+class _Level:
+    g: int  # steps per unit
+    r: int  # remainder: prefix problems are r + j*g steps
+    D: np.ndarray  # D[j, k]: j units (j >= 1) at depth k; row 0 unused
+    Dc: np.ndarray  # choice for D: _LEAF, _STORE or the split in units (>= 1)
+    E: np.ndarray  # E[j, k]: r + j*g steps from position 0 (r > 0 only)
+    Ec: np.ndarray
+
+
+ExactEmit = Callable[[int, int, int], Iterator[Op]]  # (length, memory, offset) -> ops
+
+
+@dataclass(frozen=True)
+class HierarchicalPlan:
+    cost: int
+    factory: Callable[[], Iterator[Op]]
+
+
+def units_per_level(T: int, depth_room: int, work: int = WORK) -> int:
+    """Units per level: the most ``n`` with ``n^2 * min(n, depth_room) / 2 <= work``, at
+    least ``NMIN``; ``depth_room = (m - s) // s`` bounds the depth a plan can reach."""
+    cube = (2 * work) ** (1 / 3)  # when the depth can reach n
+    n = cube if depth_room >= cube else math.sqrt(2 * work / max(1, depth_room))
+    return min(T, max(NMIN, int(n)))
+
+
+def _granularities(T: int, leaf: int, nmax: int) -> list[int]:
+    """Unit sizes, finest first: the top level has at most ``nmax`` units, each level's
+    unit is a multiple of the one below, and the finest unit is at most ``leaf``."""
+    wanted = [-(-T // nmax)]  # top down: each finer level covers two units above it
+    while wanted[-1] > leaf:
+        wanted.append(-(-2 * wanted[-1] // nmax))
+    gs = [wanted[-1]]
+    for w in reversed(wanted[:-1]):  # bottom up: round up to whole units of the level below
+        gs.append(-(-w // gs[-1]) * gs[-1])
+    return gs
+
+
+def plan_levels(
+    T: int,
+    m: int,
+    s: int,
+    a: int,
+    exact_costs: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    exact_emit: ExactEmit,
+    leaf: int,
+    nmax: int | None = None,
+) -> HierarchicalPlan | None:
+    """The cheapest plan of the restricted recurrence (see the NOTE), or ``None``.
+
+    Args:
+        T, m, s, a: length, budget, hidden and internal sizes in integer units.
+        exact_costs: ``(lengths, memories) -> C`` from the exact table, for lengths up to
+            ``leaf`` (broadcasting), ``>= _BIG`` where infeasible.
+        exact_emit: the exact plan's ops for ``(length, memory, offset)``.
+        leaf: the longest subsequence the exact table solves.
+        nmax: units per level (default: :func:`units_per_level`).
+    """
+    if m < 2 * s:
+        return None
+    if nmax is None:
+        nmax = units_per_level(T, (m - s) // s)
+    if nmax < 4:  # a finer level must cover two units above it in fewer units
+        raise ValueError(f"plan_levels: nmax must be >= 4, got {nmax}")
+    gs = _granularities(T, leaf, nmax)
+    # deepest nesting: one hidden state per enclosing HSM move, at most one per unit
+    spans = [min(T, 2 * gs[i + 1]) if i + 1 < len(gs) else T for i in range(len(gs))]
+    depth = sum(-(-spans[i] // gs[i]) for i in range(len(gs))) + 1
+    K = min(depth, (m - s) // s)  # depths 0..K have m - k*s >= s
+    mem = m - s * np.arange(K + 1, dtype=np.int64)
+    levels: list[_Level] = []
+
+    def below_costs(i: int, length: int) -> np.ndarray | None:
+        """Cost over depths of ``length`` steps solved by level ``i - 1`` (``None``: too
+        long for it). Prefix problems (start 0) and unit problems differ above level 0."""
+        if i == 0:
+            if length > leaf:
+                return None
+            return exact_costs(np.full(K + 1, length), mem)
+        lv = levels[i - 1]
+        return None if length > spans[i - 1] else _lookup(lv, length)
+
+    def store(length: int) -> np.ndarray:
+        return np.where(mem >= s + (length - 1) * a, length, _BIG)
+
+    for i, g in enumerate(gs):
+        span = spans[i]
+        r = T % g
+        n = span // g
+        D = np.full((n + 1, K + 2), _BIG, dtype=np.int64)  # column K + 1: too deep
+        Dc = np.zeros((n + 1, K + 1), dtype=np.int32)
+        for j in range(1, n + 1):
+            best, choice = _leaf_or_store(below_costs(i, j * g), store(j * g), K)
+            if j >= 2:  # HSM move at unit boundary y = u*g, u = 1..j-1
+                u = np.arange(1, j)
+                cand = (u * g)[:, None] + D[j - u, 1 : K + 2] + D[u, : K + 1]
+                at = cand.argmin(0)
+                low = cand[at, np.arange(K + 1)]
+                better = low < best
+                best = np.where(better, low, best)
+                choice = np.where(better, u[at], choice)
+            D[j, : K + 1] = np.minimum(best, _BIG)
+            Dc[j] = choice
+        nE = (span - r) // g if r else 0
+        E = np.full((nE + 1, K + 1), _BIG, dtype=np.int64)
+        Ec = np.zeros((nE + 1, K + 1), dtype=np.int32)
+        if r:
+            for j in range(nE + 1):
+                length = r + j * g
+                best, choice = _leaf_or_store(below_costs(i, length), store(length), K)
+                if j >= 1:  # HSM move at y = r + u*g, u = 0..j-1
+                    u = np.arange(0, j)
+                    cand = (r + u * g)[:, None] + D[j - u, 1 : K + 2] + E[u, : K + 1]
+                    at = cand.argmin(0)
+                    low = cand[at, np.arange(K + 1)]
+                    better = low < best
+                    best = np.where(better, low, best)
+                    choice = np.where(better, u[at] + 1, choice)  # +1: 0 means leaf
+                E[j] = np.minimum(best, _BIG)
+                Ec[j] = choice
+        levels.append(_Level(g, r, D, Dc, E, Ec))
+
+    top = levels[-1]
+    cost = int(_lookup(top, T)[0])
+    if cost >= _BIG:
+        return None
+
+    def factory() -> Iterator[Op]:
+        yield from _emit_levels(levels, T, m, s, exact_emit)
+
+    return HierarchicalPlan(cost, factory)
+
+
+def _lookup(lv: _Level, length: int) -> np.ndarray:
+    """Costs over depths of ``length`` steps at level ``lv``: a prefix problem (starting
+    at 0) when it has the level's remainder, else whole units."""
+    if lv.r and length % lv.g == lv.r:
+        j = (length - lv.r) // lv.g
+        return lv.E[j] if j < len(lv.E) else np.full(lv.E.shape[1], _BIG)
+    if length % lv.g:
+        raise AssertionError(f"length {length} is not whole units of {lv.g}")  # pragma: no cover
+    j = length // lv.g
+    return lv.D[j, :-1] if j < len(lv.D) else np.full(lv.D.shape[1] - 1, _BIG)
+
+
+def _leaf_or_store(
+    leaf: np.ndarray | None, stored: np.ndarray, K: int
+) -> tuple[np.ndarray, np.ndarray]:
+    if leaf is None:
+        return stored.astype(np.int64), np.full(K + 1, _STORE, dtype=np.int32)
+    take_store = stored < leaf
+    return np.where(take_store, stored, leaf), np.where(take_store, _STORE, _LEAF).astype(np.int32)
+
+
+def _emit_levels(
+    levels: list[_Level], T: int, m: int, s: int, exact_emit: ExactEmit
+) -> Iterator[Op]:
+    """Unfold the levels' choices into ops, depth first, with an explicit stack.
+
+    A task ``(i, start, length, k)`` is ``length`` steps from ``h[start]`` solved at
+    level ``i`` and depth ``k``; its start state is available (kept or the cursor).
+    """
+    stack: list[tuple[int, int, int, int] | Op] = [(len(levels) - 1, 0, T, 0)]
+    while stack:
+        task = stack.pop()
+        if not isinstance(task, tuple):
+            yield task
+            continue
+        i, p, t, k = task
+        if i < 0:
+            yield from exact_emit(t, m - k * s, p)
+            continue
+        lv = levels[i]
+        prefix = lv.r and p == 0 and t % lv.g == lv.r
+        if prefix:
+            choice = int(lv.Ec[(t - lv.r) // lv.g, k])
+            y = lv.r + (choice - 1) * lv.g  # split position, for choice >= 1
+        else:
+            choice = int(lv.Dc[t // lv.g, k])
+            y = choice * lv.g
+        if choice == _LEAF:
+            stack.append((i - 1, p, t, k))
+        elif choice == _STORE:
+            yield ForwardKeep(p, p + t)
+            yield Backward(p, p + t)
+        else:  # keep h[p + y], solve the right part one level deeper, then the left part
+            yield Forward(p, p + y)
+            yield KeepHidden(p + y)
+            stack.append((i, p, y, k))
+            stack.append(FreeHidden(p + y))
+            stack.append((i, p + y, t - y, k + 1))
+
