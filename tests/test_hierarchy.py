@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 
+import numpy as np
 import pytest
 
 from mbrnn.plan import Chain, simulate, solve
 from mbrnn.plan.hierarchy import _granularities, plan_levels
-from mbrnn.plan.ops import OpSequence, Plan
+from mbrnn.plan.ops import Op, OpSequence, Plan
 from mbrnn.plan.solver import _hierarchical, _table
 
 
@@ -67,3 +69,33 @@ def test_bad_arguments() -> None:
         solve(Chain(10, 1.0, 2.0), 5.0, "msm", leaf=0)
     with pytest.raises(ValueError, match="leaf must be an int >= 1"):
         solve(Chain(10, 1.0, 2.0), 5.0, "auto", leaf=-3)
+
+
+def test_table_cache_answers_smaller_requests_with_views() -> None:
+    """A cached table answers any shorter, narrower request; the view equals a fresh table."""
+    from mbrnn.plan.solver import _build_table
+
+    _table.cache_clear()
+    big = _table(60, 90, 2, 5, True, True)
+    small = _table(40, 50, 2, 5, True, True)
+    assert small.base is big or small.base is big.base
+    assert np.array_equal(small, _build_table(40, 50, 2, 5, True, True))
+    other = _table(40, 50, 2, 5, False, True)  # ism: another key, another table
+    assert other.base is None and not np.array_equal(other, small)
+    assert _table.decider(small, 2, 5, True, True) is _table.decider(big, 2, 5, True, True)
+    _table.cache_clear()
+
+
+def test_a_complete_iteration_of_the_ops_is_kept() -> None:
+    calls = []
+
+    def factory() -> Iterator[Op]:
+        calls.append(1)
+        yield from solve(Chain(50, 1.0, 3.0), 20.0, "msm").ops
+
+    ops = OpSequence(factory)
+    first = [op for op in ops]  # (list() would ask len() too, which materialises)
+    assert [op for op in ops] == first and len(calls) == 1
+    partial = OpSequence(factory)
+    next(iter(partial))  # an abandoned pass keeps nothing
+    assert [op for op in partial] == first and len(calls) == 3

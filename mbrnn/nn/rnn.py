@@ -327,7 +327,18 @@ class FusedPlan:
 
 
 def _live_runs(plan: Plan) -> tuple[int, int]:
-    """``(most kept runs alive at once, forward runs)`` of ``plan``."""
+    """``(most kept runs alive at once, forward runs)`` of ``plan``.
+
+    HSM, Chen and recompute-all keep one run at a time; their runs are counted from their
+    shape (one per step, or two per segment) rather than by replaying what may be
+    hundreds of thousands of ops."""
+    T = plan.chain.length
+    if plan.policy in ("hsm", "recompute_all"):
+        return 1, 2 * T
+    if plan.policy == "chen":
+        return 1, 2 * math.isqrt(T) + 2
+    if plan.policy == "store_all":
+        return 1, 1
     kept: dict[int, int] = {}
     most = runs = 0
     for op in plan.ops:
@@ -382,12 +393,16 @@ def _plan_one(
         ka = (a[0].plan.forward_steps, a[2])
         return a if ka <= (b[0].plan.forward_steps, b[2]) else b
 
+    fitted_whole: set[str] = set()  # policies whose plan for the whole budget fits
+
     def fit(p: str) -> _Fit | None:
         try:
             bp = plan(budget, p)
         except InfeasibleBudgetError:
             return None
         best, over = fits(bp)
+        if best is not None:
+            fitted_whole.add(p)
         if best is not None or p in ("store_all", "chen", "recompute_all", "hsm"):
             return best  # these keep one run at a time: nothing to lower
         lo, hi, target = 0, budget, budget - over
@@ -408,18 +423,22 @@ def _plan_one(
                 lo, target = target, (target + hi) // 2
         return best
 
-    plan(budget, policy)  # raises InfeasibleBudgetError below the policy's minimum
     best: _Fit | None = None
     if policy == "auto":
         names = ["store_all", "msm", "ism", "hsm", "chen"]
         for p in names if length <= EXACT_LIMIT else [n for n in names if n != "ism"]:
+            if p in ("hsm", "chen") and "msm" in fitted_whole:
+                continue  # msm's optimum includes their plans; it fits, so they cannot win
             best = better(best, fit(p))
     else:
+        plan(budget, policy)  # raises InfeasibleBudgetError below the policy's minimum
         best = fit(policy)
     for fallback in ("hsm", "recompute_all"):
         if best is None:
             best = fit(fallback)
-    assert best is not None  # recompute_all keeps one one-step run at a time
+    if best is None:  # below every policy's minimum: say so, with the minimum
+        plan(budget, policy)
+        raise AssertionError("recompute_all keeps one one-step run at a time")  # pragma: no cover
     return best[0], best[1]
 
 

@@ -53,7 +53,7 @@ NMIN: Final = 256
 
 _BIG: Final = np.iinfo(np.int64).max // 4  # infeasible; two of them still add safely
 
-# choices stored beside the costs
+# how a subproblem is solved, besides an HSM move
 _LEAF: Final = 0  # the level below solves it
 _STORE: Final = -1  # store every internal state
 
@@ -62,10 +62,31 @@ _STORE: Final = -1  # store every internal state
 class _Level:
     g: int  # steps per unit
     r: int  # remainder: prefix problems are r + j*g steps
-    D: np.ndarray  # D[j, k]: j units (j >= 1) at depth k; row 0 unused
-    Dc: np.ndarray  # choice for D: _LEAF, _STORE or the split in units (>= 1)
+    D: np.ndarray  # D[j, k]: j units (j >= 1) at depth k; row 0 unused; column K+1 infeasible
+    DL: np.ndarray  # the best leaf or store-all part of D (the rest are splits)
+    Dc: np.ndarray  # which of the two DL is: _LEAF or _STORE
     E: np.ndarray  # E[j, k]: r + j*g steps from position 0 (r > 0 only)
+    EL: np.ndarray
     Ec: np.ndarray
+
+    def decide(self, prefix: bool, j: int, k: int) -> tuple[int, int]:
+        """``(kind, y)`` for a subproblem: ``(_LEAF | _STORE, 0)``, or ``(1, y)`` for an
+        HSM move at ``y`` steps. The table keeps costs only; the move is found again by
+        matching its cost, for the few subproblems a plan visits."""
+        g, r = self.g, self.r
+        if prefix:
+            target, leaf, kind = self.E[j, k], self.EL[j, k], self.Ec[j, k]
+        else:
+            target, leaf, kind = self.D[j, k], self.DL[j, k], self.Dc[j, k]
+        if leaf == target:
+            return int(kind), 0
+        if prefix:
+            u = np.arange(0, j)
+            cost = (r + u * g) + self.D[j - u, k + 1] + self.E[u, k]
+            return 1, r + int(u[np.flatnonzero(cost == target)[0]]) * g
+        u = np.arange(1, j)
+        cost = u * g + self.D[j - u, k + 1] + self.D[u, k]
+        return 1, int(u[np.flatnonzero(cost == target)[0]]) * g
 
 
 ExactEmit = Callable[[int, int, int], Iterator[Op]]  # (length, memory, offset) -> ops
@@ -148,38 +169,33 @@ def plan_levels(
         span = spans[i]
         r = T % g
         n = span // g
+        ys = (np.arange(n + 1, dtype=np.int64) * g)[:, None]  # split positions, in steps
         D = np.full((n + 1, K + 2), _BIG, dtype=np.int64)  # column K + 1: too deep
-        Dc = np.zeros((n + 1, K + 1), dtype=np.int32)
+        DL = np.full((n + 1, K + 1), _BIG, dtype=np.int64)  # the leaf-or-store part of D
+        Dc = np.zeros((n + 1, K + 1), dtype=np.int8)
         for j in range(1, n + 1):
-            best, choice = _leaf_or_store(below_costs(i, j * g), store(j * g), K)
-            if j >= 2:  # HSM move at unit boundary y = u*g, u = 1..j-1
-                u = np.arange(1, j)
-                cand = (u * g)[:, None] + D[j - u, 1 : K + 2] + D[u, : K + 1]
-                at = cand.argmin(0)
-                low = cand[at, np.arange(K + 1)]
-                better = low < best
-                best = np.where(better, low, best)
-                choice = np.where(better, u[at], choice)
+            best, Dc[j] = _leaf_or_store(below_costs(i, j * g), store(j * g), K)
+            DL[j] = best
+            if j >= 2:  # HSM move at unit boundary y = u*g, u = 1..j-1 (views, no copies)
+                cand = ys[1:j] + D[j - 1 : 0 : -1, 1 : K + 2]
+                cand += D[1:j, : K + 1]
+                best = np.minimum(best, cand.min(0))
             D[j, : K + 1] = np.minimum(best, _BIG)
-            Dc[j] = choice
         nE = (span - r) // g if r else 0
         E = np.full((nE + 1, K + 1), _BIG, dtype=np.int64)
-        Ec = np.zeros((nE + 1, K + 1), dtype=np.int32)
+        EL = np.full((nE + 1, K + 1), _BIG, dtype=np.int64)
+        Ec = np.zeros((nE + 1, K + 1), dtype=np.int8)
         if r:
             for j in range(nE + 1):
                 length = r + j * g
-                best, choice = _leaf_or_store(below_costs(i, length), store(length), K)
+                best, Ec[j] = _leaf_or_store(below_costs(i, length), store(length), K)
+                EL[j] = best
                 if j >= 1:  # HSM move at y = r + u*g, u = 0..j-1
-                    u = np.arange(0, j)
-                    cand = (r + u * g)[:, None] + D[j - u, 1 : K + 2] + E[u, : K + 1]
-                    at = cand.argmin(0)
-                    low = cand[at, np.arange(K + 1)]
-                    better = low < best
-                    best = np.where(better, low, best)
-                    choice = np.where(better, u[at] + 1, choice)  # +1: 0 means leaf
+                    cand = (r + ys[:j]) + D[j : 0 : -1, 1 : K + 2]
+                    cand += E[:j]
+                    best = np.minimum(best, cand.min(0))
                 E[j] = np.minimum(best, _BIG)
-                Ec[j] = choice
-        levels.append(_Level(g, r, D, Dc, E, Ec))
+        levels.append(_Level(g, r, D, DL, Dc, E, EL, Ec))
 
     top = levels[-1]
     cost = int(_lookup(top, T)[0])
@@ -208,9 +224,9 @@ def _leaf_or_store(
     leaf: np.ndarray | None, stored: np.ndarray, K: int
 ) -> tuple[np.ndarray, np.ndarray]:
     if leaf is None:
-        return stored.astype(np.int64), np.full(K + 1, _STORE, dtype=np.int32)
+        return stored.astype(np.int64), np.full(K + 1, _STORE, dtype=np.int8)
     take_store = stored < leaf
-    return np.where(take_store, stored, leaf), np.where(take_store, _STORE, _LEAF).astype(np.int32)
+    return np.where(take_store, stored, leaf), np.where(take_store, _STORE, _LEAF).astype(np.int8)
 
 
 def _emit_levels(
@@ -232,13 +248,8 @@ def _emit_levels(
             yield from exact_emit(t, m - k * s, p)
             continue
         lv = levels[i]
-        prefix = lv.r and p == 0 and t % lv.g == lv.r
-        if prefix:
-            choice = int(lv.Ec[(t - lv.r) // lv.g, k])
-            y = lv.r + (choice - 1) * lv.g  # split position, for choice >= 1
-        else:
-            choice = int(lv.Dc[t // lv.g, k])
-            y = choice * lv.g
+        prefix = bool(lv.r) and p == 0 and t % lv.g == lv.r
+        choice, y = lv.decide(prefix, (t - lv.r) // lv.g if prefix else t // lv.g, k)
         if choice == _LEAF:
             stack.append((i - 1, p, t, k))
         elif choice == _STORE:

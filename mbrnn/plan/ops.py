@@ -74,12 +74,16 @@ Op = Forward | ForwardKeep | KeepHidden | FreeHidden | Backward
 class OpSequence(Sequence[Op]):
     """An immutable, lazily generated sequence of ops.
 
-    Iterating generates the ops afresh, so a plan for a million steps never holds a
-    million op objects. ``len`` and indexing materialise the sequence once and cache it:
-    use them on small plans (tests, plots), iterate on large ones.
+    Iterating generates the ops, so a plan for a million steps never holds a million op
+    objects; a complete iteration of at most ``KEEP`` ops is kept for the next one.
+    ``len`` and indexing materialise the sequence and cache it: use them on small plans
+    (tests, plots), iterate on large ones.
     """
 
     __slots__ = ("_cache", "_factory")
+
+    #: Most ops a complete iteration keeps (a plan's ops are few once runs are merged).
+    KEEP = 100_000
 
     def __init__(self, factory: Callable[[], Iterator[Op]]) -> None:
         self._factory = factory
@@ -88,7 +92,20 @@ class OpSequence(Sequence[Op]):
     def __iter__(self) -> Iterator[Op]:
         if self._cache is not None:
             return iter(self._cache)
-        return self._factory()
+        return self._remembering()
+
+    def _remembering(self) -> Iterator[Op]:
+        """Generate the ops; a complete pass of at most ``KEEP`` ops is kept, so a plan
+        that is replayed, checked and run generates its ops once."""
+        kept: list[Op] | None = []
+        for op in self._factory():
+            if kept is not None:
+                kept.append(op)
+                if len(kept) > self.KEEP:
+                    kept = None
+            yield op
+        if kept is not None:
+            self._cache = tuple(kept)
 
     def _materialise(self) -> tuple[Op, ...]:
         if self._cache is None:

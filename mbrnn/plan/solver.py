@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator
-from functools import cache, lru_cache
+from functools import cache
 from typing import Final, Literal
 
 import numpy as np
@@ -50,6 +50,8 @@ Policy = Literal["store_all", "recompute_all", "chen", "hsm", "ism", "msm", "aut
 
 #: Longest sequence the exact ISM/MSM table is built for by default.
 EXACT_LIMIT: Final = 1024
+#: Largest exact table (cells) a hierarchical plan builds for its pieces.
+_LEAF_CELLS: Final = 6_000_000
 
 _INF: Final = 1 << 29  # fits int32 even when two are added
 _INF64: Final = 1 << 61
@@ -124,8 +126,49 @@ def _hsm_decide(t: int, c: int) -> Decision:
 # ---------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=8)
-def _table(T: int, M: int, s: int, a: int, hsm: bool, ism: bool) -> np.ndarray:
+class _TableCache:
+    """The last few tables. ``C[t, m]`` does not depend on how far a table reaches, so a
+    table for ``(T, M)`` answers every smaller request with a view: planning at several
+    budgets (the runtime lowers the budget to fit what the planner does not model)
+    builds the table once."""
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self.tables: list[tuple[tuple[int, int, bool, bool], np.ndarray]] = []
+        self.deciders: dict[int, tuple[np.ndarray, Decide]] = {}  # id(table) -> decide
+
+    def __call__(self, T: int, M: int, s: int, a: int, hsm: bool, ism: bool) -> np.ndarray:
+        key = (s, a, hsm, ism)
+        for i, (k, C) in enumerate(self.tables):
+            if k == key and C.shape[0] > T and C.shape[1] > M:
+                self.tables.append(self.tables.pop(i))  # most recently used last
+                return C[: T + 1, : M + 1]
+        C = _build_table(T, M, s, a, hsm, ism)
+        self.tables = [(k, D) for k, D in self.tables  # drop the tables this one covers
+                       if not (k == key and D.shape[0] <= C.shape[0] and D.shape[1] <= C.shape[1])]
+        self.tables = [*self.tables[-(self.size - 1):], (key, C)]
+        live = {id(D) for _, D in self.tables}
+        self.deciders = {i: d for i, d in self.deciders.items() if i in live}
+        return C
+
+    def decider(self, C: np.ndarray, s: int, a: int, hsm: bool, ism: bool) -> Decide:
+        """:func:`_table_decide` for ``C`` or a view of a cached table, shared by every
+        view of that table (its decisions do not depend on the view)."""
+        base = C if C.base is None else C.base
+        hit = self.deciders.get(id(base))
+        if hit is not None and hit[0] is base:
+            return hit[1]
+        decide = _table_decide(base if isinstance(base, np.ndarray) else C, s, a, hsm, ism)
+        if any(D is base for _, D in self.tables):
+            self.deciders[id(base)] = (base, decide)
+        return decide
+
+    def cache_clear(self) -> None:
+        self.tables = []
+        self.deciders = {}
+
+
+def _build_table(T: int, M: int, s: int, a: int, hsm: bool, ism: bool) -> np.ndarray:
     """``C[t, m]`` for ``t <= T``, ``m <= M`` (integer units); ``_INF`` where infeasible.
 
     Vectorised over ``m``. Rows below ``s + (t-1)*a`` are computed; from there on the
@@ -172,6 +215,9 @@ def _table(T: int, M: int, s: int, a: int, hsm: bool, ism: bool) -> np.ndarray:
         row[lo:hi] = best
     C.setflags(write=False)
     return C
+
+
+_table = _TableCache()
 
 
 def _table_decide(C: np.ndarray, s: int, a: int, hsm: bool, ism: bool) -> Decide:
@@ -325,7 +371,7 @@ def _segments(
     cost, L, c = best
     n = -(-T // L)
     m_in = min(m - c * s, Min)
-    decide = _table_decide(C, s, a, hsm, True)
+    decide = _table.decider(C, s, a, hsm, True)
 
     def seg_pos(P: int) -> int:
         return min(P * L, T)
@@ -364,12 +410,18 @@ def _hierarchical(
 ) -> tuple[int, Callable[[], Iterator[Op]]]:
     """The better of the level ladder (``NOTE [ Hierarchical plans ]`` in
     :mod:`mbrnn.plan.hierarchy`) and equal segments (:func:`_segments`), both over the
-    exact table for up to ``leaf`` steps."""
+    exact table for up to ``leaf`` steps. Where that table would exceed ``_LEAF_CELLS``
+    (budgets of thousands of units, from a fine discretisation), the pieces are made
+    shorter instead, down to 128 steps: a coarser plan (see ``tests/test_hierarchy.py``
+    for the gap with 128-step pieces), planned in a fraction of the time."""
     Lmax = min(T, leaf)
+    wide = 1 << (m - 1).bit_length()  # the same pieces for budgets within a factor of 2,
+    while Lmax > 128 and Lmax * min(wide, s + (Lmax - 1) * a) > _LEAF_CELLS:  # one table
+        Lmax = max(128, Lmax * 3 // 4)
     Min = min(m, s + (Lmax - 1) * a)
     C = _table(Lmax, Min, s, a, hsm, True)
     inf = _inf_of(C)
-    decide = _table_decide(C, s, a, hsm, True)
+    decide = _table.decider(C, s, a, hsm, True)
 
     def exact_costs(lengths: np.ndarray, mems: np.ndarray) -> np.ndarray:
         c = C[lengths, np.minimum(mems, Min)].astype(np.int64)
@@ -459,7 +511,7 @@ def _solve_one(chain: Chain, budget: float, policy: str, resolution: int | None,
     use_exact = leaf >= T if exact is None else exact
     if use_exact:
         C = _table(T, m, u.s, u.a, hsm, True)
-        decide = _table_decide(C, u.s, u.a, hsm, True)
+        decide = _table.decider(C, u.s, u.a, hsm, True)
         return _plan(policy, chain, budget, int(C[T, m]),
                      lambda: _merge(_emit(T, m, decide)))
     cost, factory = _hierarchical(T, m, u.s, u.a, hsm, leaf)

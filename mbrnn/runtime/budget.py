@@ -210,6 +210,10 @@ def plan_recurrence(
     return _plan_cached(sizes, length, budget, policy, working, owner, batch_size)
 
 
+#: Longest sequence whose HSM plan is replayed to measure its peak (see _plan_cached).
+_REPLAY_LIMIT = 20_000
+
+
 @lru_cache(maxsize=64)
 def _plan_cached(
     sizes: StepSizes,
@@ -239,6 +243,12 @@ def _plan_cached(
     if avail < 2 * s:
         raise _too_small(owner, budget, minimum, sizes, length, batch_size)
     target = float(avail)
+    if policy == "hsm" and length > _REPLAY_LIMIT:
+        # one run at a time, so at most one start state more than the planner counts:
+        # plan for that, rather than replaying hundreds of thousands of ops
+        plan = solve(chain, max(float(s), target - s), policy)
+        peak = min(float(avail), s * (math.floor(plan.budget / s + 1e-9) + 1))
+        return BudgetPlan(plan, sizes, budget, working_set.for_plan(plan) + slack, int(peak))
     for _ in range(8):  # usually one or two rounds
         plan = solve(chain, target, policy)
         peak = simulate(plan, count_run_inputs=True).peak
