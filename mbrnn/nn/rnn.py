@@ -393,16 +393,12 @@ def _plan_one(
         ka = (a[0].plan.forward_steps, a[2])
         return a if ka <= (b[0].plan.forward_steps, b[2]) else b
 
-    fitted_whole: set[str] = set()  # policies whose plan for the whole budget fits
-
     def fit(p: str) -> _Fit | None:
         try:
             bp = plan(budget, p)
         except InfeasibleBudgetError:
             return None
         best, over = fits(bp)
-        if best is not None:
-            fitted_whole.add(p)
         if best is not None or p in ("store_all", "chen", "recompute_all", "hsm"):
             return best  # these keep one run at a time: nothing to lower
         lo, hi, target = 0, budget, budget - over
@@ -427,8 +423,6 @@ def _plan_one(
     if policy == "auto":
         names = ["store_all", "msm", "ism", "hsm", "chen"]
         for p in names if length <= EXACT_LIMIT else [n for n in names if n != "ism"]:
-            if p in ("hsm", "chen") and "msm" in fitted_whole:
-                continue  # msm's optimum includes their plans; it fits, so they cannot win
             best = better(best, fit(p))
     else:
         plan(budget, policy)  # raises InfeasibleBudgetError below the policy's minimum

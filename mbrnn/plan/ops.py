@@ -83,7 +83,7 @@ class OpSequence(Sequence[Op]):
     __slots__ = ("_cache", "_factory")
 
     #: Most ops a complete iteration keeps (a plan's ops are few once runs are merged).
-    KEEP = 100_000
+    KEEP = 20_000
 
     def __init__(self, factory: Callable[[], Iterator[Op]]) -> None:
         self._factory = factory

@@ -246,8 +246,13 @@ def _plan_cached(
     if policy == "hsm" and length > _REPLAY_LIMIT:
         # one run at a time, so at most one start state more than the planner counts:
         # plan for that, rather than replaying hundreds of thousands of ops
-        plan = solve(chain, max(float(s), target - s), policy)
-        peak = min(float(avail), s * (math.floor(plan.budget / s + 1e-9) + 1))
+        target -= s
+        while True:  # HSM keeps c = floor(budget / s) slots: c + 1 states with a run's input
+            plan = solve(chain, max(float(s), target), policy)
+            peak = float(s * (math.floor(plan.budget / s + 1e-9) + 1))
+            if peak <= avail or target <= s:
+                break
+            target -= s
         return BudgetPlan(plan, sizes, budget, working_set.for_plan(plan) + slack, int(peak))
     for _ in range(8):  # usually one or two rounds
         plan = solve(chain, target, policy)
