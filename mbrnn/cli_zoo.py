@@ -31,7 +31,7 @@ from .train import (
     configure_parser,
     evaluate_classifier,
     evaluate_lm,
-    load_images,
+    load_classification,
     load_text,
     train,
 )
@@ -107,10 +107,14 @@ def evaluate_model(model: torch.nn.Module, split: str, *, data: str | None = Non
                         bptt=bptt or cfg.bptt, max_batches=max_batches)
         return {"split": split, **m}
     if isinstance(model, SequenceClassifier):
-        cfg.pixels_per_step = model.config.input_size
-        images = load_images(cfg, split)
-        m = evaluate_classifier(model, images, batch_size=batch_size or cfg.eval_batch_size,
-                                pixels_per_step=cfg.pixels_per_step, max_batches=max_batches)
+        seqs = load_classification(cfg, split)
+        if seqs.input_size != model.config.input_size or seqs.num_classes != model.config.num_classes:
+            raise TrainError(
+                f"{cfg.data} has {seqs.input_size} features per step and {seqs.num_classes} "
+                f"classes; the model expects {model.config.input_size} and "
+                f"{model.config.num_classes}")
+        m = evaluate_classifier(model, seqs, batch_size=batch_size or cfg.eval_batch_size,
+                                max_batches=max_batches)
         return {"split": split, **m}
     raise TrainError(f"cannot evaluate a {type(model).__name__}")
 

@@ -48,13 +48,16 @@ from typing import Any, cast
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
 from tqdm import tqdm
 
 from .data import (
     FashionMNISTSequences,
+    SequenceFolder,
     Vocab,
     batchify,
     bptt_windows,
+    collate_sequences,
     data_root,
     load_corpus,
     shard_streams,
@@ -62,7 +65,7 @@ from .data import (
 from .errors import InfeasibleBudgetError
 from .hub import save_pretrained
 from .models import LanguageModel, LanguageModelConfig, SequenceClassifier, SequenceClassifierConfig
-from .nn.recurrent import Recurrent
+from .runtime.memory import MemoryMeter
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -93,8 +96,10 @@ class TrainConfig:
     data: str = "tinyshakespeare"  # a folder under $MBRNN_DATA, or a path
     level: str = "char"  # lm: "word", "char" or "byte"
     fractions: list[float] = field(default_factory=lambda: [0.9, 0.05, 0.05])  # single-file corpus
-    pixels_per_step: int = 1  # classify: T = 784 / pixels_per_step
-    valid_size: int = 5000  # classify: images held out of train for validation
+    pixels_per_step: int = 1  # classify, Fashion-MNIST: T = 784 / pixels_per_step
+    permute: bool = False  # classify, Fashion-MNIST: pixels in a fixed random order
+    valid_size: int = 5000  # classify: sequences held out of train for validation
+    labels_csv: str = ""  # classify, a folder of .npy/.wav files: labels from this CSV
     # model
     cell: str = "lstm"
     embedding_size: int = 128
@@ -254,17 +259,65 @@ def load_text(cfg: TrainConfig, vocab: Vocab | None = None) -> Any:
 
 @dataclass
 class ImageData:
-    """Pixel sequences as one uint8 tensor (N, 784) and labels (N,)."""
+    """Fashion-MNIST pixel sequences: one uint8 tensor (N, 784) and labels (N,)."""
 
     images: Tensor
     labels: Tensor
     mean: float
     std: float
+    pixels_per_step: int = 1
 
-    def batch(self, index: Tensor, pixels_per_step: int) -> tuple[Tensor, Tensor]:
+    @property
+    def input_size(self) -> int:
+        return self.pixels_per_step
+
+    @property
+    def num_classes(self) -> int:
+        return 10
+
+    @property
+    def seq_len(self) -> int:
+        return self.images.shape[1] // self.pixels_per_step
+
+    def batch(self, index: Tensor) -> tuple[Tensor, Tensor]:
         x = self.images[index].float().div_(255.0).sub_(self.mean).div_(self.std)  # (B, 784)
-        x = x.view(x.shape[0], -1, pixels_per_step).transpose(0, 1).contiguous()  # (T, B, F)
+        x = x.view(x.shape[0], -1, self.pixels_per_step).transpose(0, 1).contiguous()  # (T, B, F)
         return x, self.labels[index]
+
+
+@dataclass
+class FolderData:
+    """Some of a :class:`~mbrnn.data.SequenceFolder`'s files; batches are packed, so each
+    sequence is classified from its own last step."""
+
+    folder: SequenceFolder
+    indices: Tensor  # into folder
+    labels: Tensor  # of those files
+
+    @property
+    def input_size(self) -> int:
+        return int(self.folder[int(self.indices[0])][0].shape[1])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.folder.classes)
+
+    @property
+    def seq_len(self) -> int:
+        """The first sequence's length (the budget check's length; others may differ)."""
+        return int(self.folder[int(self.indices[0])][0].shape[0])
+
+    def batch(self, index: Tensor) -> tuple[PackedSequence, Tensor]:
+        items = [self.folder[int(self.indices[i])] for i in index]
+        x, _, y = collate_sequences(items, packed=True)
+        return x, y
+
+
+ClassifyData = ImageData | FolderData
+
+
+def _is_idx_folder(path: Path) -> bool:
+    return path.is_dir() and any(path.glob("train-images-idx3-ubyte*"))
 
 
 def load_images(cfg: TrainConfig, split: str) -> ImageData:
@@ -273,7 +326,8 @@ def load_images(cfg: TrainConfig, split: str) -> ImageData:
     if 784 % cfg.pixels_per_step:
         raise TrainError(f"pixels_per_step={cfg.pixels_per_step} must divide 784")
     try:
-        ds = FashionMNISTSequences(path, split="test" if split == "test" else "train")
+        ds = FashionMNISTSequences(path, split="test" if split == "test" else "train",
+                                   permute=cfg.permute)
     except (OSError, ValueError) as e:
         raise TrainError(f"cannot load Fashion-MNIST from {path}: {e}") from e
     images, labels = ds.images, ds.labels
@@ -282,7 +336,58 @@ def load_images(cfg: TrainConfig, split: str) -> ImageData:
         images, labels = images[: images.shape[0] - n_valid], labels[: labels.shape[0] - n_valid]
     elif split == "valid":
         images, labels = images[images.shape[0] - n_valid:], labels[labels.shape[0] - n_valid:]
-    return ImageData(images, labels, FashionMNISTSequences.MEAN, FashionMNISTSequences.STD)
+    return ImageData(images, labels, FashionMNISTSequences.MEAN, FashionMNISTSequences.STD,
+                     cfg.pixels_per_step)
+
+
+def load_folder(cfg: TrainConfig, split: str) -> FolderData:
+    """A folder of ``.npy``/``.wav`` sequences (:class:`~mbrnn.data.SequenceFolder`).
+
+    Layouts: ``data/{train,valid,test}/<class>/<file>`` (``valid`` and ``test`` optional),
+    or ``data/<class>/<file>`` (or ``data/`` with ``labels_csv``) for training alone. Where
+    there is no ``valid`` folder, the last ``valid_size`` files (at most a tenth) of a fixed
+    shuffle of the training files are held out for validation.
+    """
+    path = _data_path(cfg)
+    split_dirs = (path / "train").is_dir()
+    if split_dirs and cfg.labels_csv:
+        raise TrainError(f"labels_csv={cfg.labels_csv!r} needs a single folder of files, but "
+                         f"{path} has a train/ folder; label by sub-folder or drop train/")
+    if split == "test":
+        if not (split_dirs and (path / "test").is_dir()):
+            raise TrainError(f"{path} has no test/ folder to evaluate on; lay the data out as "
+                             "train/ and test/ folders of class sub-folders")
+        root = path / "test"
+    elif split == "valid" and split_dirs and (path / "valid").is_dir():
+        root = path / "valid"
+    else:
+        root = path / "train" if split_dirs else path
+    held_out = root == path or root == path / "train"  # train and valid share these files
+    try:
+        folder = SequenceFolder(root, labels_csv=Path(cfg.labels_csv) if cfg.labels_csv else None)
+        if split_dirs and split != "train":
+            classes = SequenceFolder(path / "train").classes
+            if folder.classes != classes:
+                raise ValueError(f"{root} has classes {folder.classes}, train/ has {classes}; "
+                                 "every split needs the same class folders")
+    except (OSError, ValueError) as e:
+        raise TrainError(f"cannot load sequences from {path}: {e}") from e
+    indices = torch.arange(len(folder))
+    if held_out and not (split_dirs and (path / "valid").is_dir()):
+        order = torch.randperm(len(folder), generator=torch.Generator().manual_seed(0))
+        n_valid = min(cfg.valid_size, len(folder) // 10)
+        if n_valid < 1:
+            raise TrainError(f"{root} has {len(folder)} files: too few to hold out validation "
+                             "files; add a valid/ folder")
+        indices = order[-n_valid:] if split == "valid" else order[:-n_valid]
+    labels = torch.tensor([folder.targets[int(i)] for i in indices], dtype=torch.long)
+    return FolderData(folder, indices, labels)
+
+
+def load_classification(cfg: TrainConfig, split: str) -> ClassifyData:
+    """The ``split`` of a classification run: Fashion-MNIST IDX files or a folder of files."""
+    path = _data_path(cfg)
+    return load_images(cfg, split) if _is_idx_folder(path) else load_folder(cfg, split)
 
 
 # --------------------------------------------------------------------------------------
@@ -290,7 +395,7 @@ def load_images(cfg: TrainConfig, split: str) -> ImageData:
 # --------------------------------------------------------------------------------------
 
 
-def build_model(cfg: TrainConfig, vocab: Vocab | None) -> nn.Module:
+def build_model(cfg: TrainConfig, vocab: Vocab | None, data: ClassifyData | None = None) -> nn.Module:
     budget: int | str | None = cfg.memory_budget or None
     if cfg.task == "lm":
         assert vocab is not None
@@ -301,7 +406,8 @@ def build_model(cfg: TrainConfig, vocab: Vocab | None) -> nn.Module:
             embedding_dropout=cfg.embedding_dropout, weight_dropout=cfg.weight_dropout,
             tie_weights=cfg.tie_weights, memory_budget=budget, policy=cfg.policy), vocab=vocab)
     return SequenceClassifier(SequenceClassifierConfig(
-        input_size=cfg.pixels_per_step, num_classes=10, cell=cfg.cell,
+        input_size=data.input_size if data is not None else cfg.pixels_per_step,
+        num_classes=data.num_classes if data is not None else 10, cell=cfg.cell,
         hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, dropout=cfg.dropout,
         bidirectional=cfg.bidirectional, memory_budget=budget, policy=cfg.policy))
 
@@ -333,8 +439,8 @@ def evaluate_lm(model: LanguageModel, ids: Tensor, *, batch_size: int, bptt: int
 
 
 @torch.no_grad()
-def evaluate_classifier(model: SequenceClassifier, data: ImageData, *, batch_size: int,
-                        pixels_per_step: int, max_batches: int = 0, dtype: str = "float32") -> dict[str, float]:
+def evaluate_classifier(model: SequenceClassifier, data: ClassifyData, *, batch_size: int,
+                        max_batches: int = 0, dtype: str = "float32") -> dict[str, float]:
     """Mean cross-entropy and accuracy over ``data``."""
     was = model.training
     model.eval()
@@ -342,9 +448,9 @@ def evaluate_classifier(model: SequenceClassifier, data: ImageData, *, batch_siz
     for i, start in enumerate(range(0, data.labels.numel(), batch_size)):
         if max_batches and i >= max_batches:
             break
-        x, y = data.batch(torch.arange(start, min(start + batch_size, data.labels.numel())), pixels_per_step)
+        x, y = data.batch(torch.arange(start, min(start + batch_size, data.labels.numel())))
         with _autocast(dtype, model.device):
-            loss, logits = cast(tuple[Tensor, Tensor], model(x.to(model.device), y.to(model.device)))
+            loss, logits = cast(tuple[Tensor, Tensor], model(_on(x, model.device), y.to(model.device)))
         total += float(loss) * y.numel()
         correct += int((logits.argmax(1).cpu() == y).sum())
         count += y.numel()
@@ -459,15 +565,15 @@ def _lr_lambda(cfg: TrainConfig) -> Any:
     return factor
 
 
-def _check_budget(model: nn.Module, cfg: TrainConfig, batch: int, device: torch.device) -> None:
+def _check_budget(model: nn.Module, cfg: TrainConfig, batch: int, device: torch.device,
+                  data: ClassifyData | None) -> None:
     """Fail before training when the budget cannot hold one step of this run."""
     if not cfg.memory_budget:
         return
-    seq_len = cfg.bptt if cfg.task == "lm" else 784 // cfg.pixels_per_step
+    seq_len = cfg.bptt if data is None else data.seq_len
     if cfg.truncate:
         seq_len = min(seq_len, cfg.truncate)
-    recurrents = [m for m in model.modules() if isinstance(m, Recurrent)]
-    for rnn in recurrents:
+    for rnn in _budgeted(model):
         try:
             rnn.plan_for(seq_len, batch, device=device)
         except InfeasibleBudgetError as e:
@@ -514,16 +620,16 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             train_data = train_data[: 8 * cfg.bptt + 1]
         tokens_per_step = cfg.bptt * cfg.batch_size
     else:
-        images = load_images(cfg, "train")
-        valid_images = load_images(cfg, "valid")
+        images = load_classification(cfg, "train")
+        valid_images = load_classification(cfg, "valid")
         if images.labels.numel() < cfg.batch_size:
-            raise TrainError(f"{cfg.data} has {images.labels.numel()} training images, fewer than "
-                             f"batch_size={cfg.batch_size}")
-        tokens_per_step = 784 * cfg.batch_size
-    model = build_model(cfg, vocab).to(device)
+            raise TrainError(f"{cfg.data} has {images.labels.numel()} training sequences, fewer "
+                             f"than batch_size={cfg.batch_size}")
+        tokens_per_step = cfg.batch_size  # sequences
+    model = build_model(cfg, vocab, images if cfg.task != "lm" else None).to(device)
     if cfg.dtype == "float64":
         model = model.double()
-    _check_budget(model, cfg, cfg.batch_size // world, device)
+    _check_budget(model, cfg, cfg.batch_size // world, device, images if cfg.task != "lm" else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
     pos = Position()
@@ -561,8 +667,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             return evaluate_lm(cast(LanguageModel, model), valid_ids, batch_size=cfg.eval_batch_size,
                                bptt=cfg.bptt, max_batches=cfg.eval_batches, dtype=cfg.dtype)
         return evaluate_classifier(cast(SequenceClassifier, model), valid_images,
-                                   batch_size=cfg.eval_batch_size, pixels_per_step=cfg.pixels_per_step,
-                                   max_batches=cfg.eval_batches, dtype=cfg.dtype)
+                                   batch_size=cfg.eval_batch_size, max_batches=cfg.eval_batches,
+                                   dtype=cfg.dtype)
 
     # -- Ctrl-C: finish the step, checkpoint, exit -----------------------------------------
     stop = {"requested": False}
@@ -585,22 +691,26 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     bar = tqdm(total=cfg.max_steps, initial=pos.step, disable=not (cfg.progress and main_rank),
                dynamic_ncols=True)
     if main_rank:
-        for m in model.modules():
-            if isinstance(m, Recurrent) and m.memory_budget is not None:
-                seq = cfg.bptt if cfg.task == "lm" else 784 // cfg.pixels_per_step
-                seq = min(seq, cfg.truncate) if cfg.truncate else seq
-                bar.write(f"plan: {m.plan_for(seq, cfg.batch_size // world, device=device).summary()}",
-                          file=sys.stderr)
-                break
+        for m in _budgeted(model)[:1]:
+            seq = cfg.bptt if cfg.task == "lm" else images.seq_len
+            seq = min(seq, cfg.truncate) if cfg.truncate else seq
+            bar.write(f"plan: {m.plan_for(seq, cfg.batch_size // world, device=device).summary()}",
+                      file=sys.stderr)
     metrics: dict[str, Any] = {}
+    peak = 0  # the last measured training step's peak (see _measured_step)
     running, seen, t0, tokens = 0.0, 0, time.perf_counter(), 0
+    first_step = pos.step
     start_time = time.perf_counter()
     try:
         while pos.step < cfg.max_steps and not stop["requested"]:
             batch = next(batches)
-            with _autocast(cfg.dtype, device):
+            # measure the first step's memory, and the step before each evaluation's
+            measured = pos.step == first_step or (pos.step + 1) % cfg.eval_every == 0
+            with _autocast(cfg.dtype, device), _measured_step(device, measured) as meter:
                 loss = _train_step(net, model, cfg, batch, pos, images if cfg.task != "lm" else None,
                                    device)
+            if meter is not None:
+                peak = meter.peak
             if cfg.clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
             optimizer.step()
@@ -610,13 +720,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             running, seen, tokens = running + loss, seen + 1, tokens + tokens_per_step
             rate = tokens / max(time.perf_counter() - t0, 1e-9)
             bar.update(1)
-            bar.set_postfix(_progress(cfg, model, loss, rate, device), refresh=False)
+            bar.set_postfix(_progress(cfg, loss, rate, peak), refresh=False)
             out_of_time = cfg.time_limit > 0 and time.perf_counter() - start_time > cfg.time_limit
             if pos.step % cfg.eval_every == 0 or pos.step == cfg.max_steps or out_of_time:
                 metrics = {"step": pos.step, "epoch": pos.epoch, "train_loss": running / seen,
                            **evaluate(), "lr": scheduler.get_last_lr()[0], "tokens_per_s": rate,
                            "elapsed_s": time.perf_counter() - start_time,
-                           "peak_bytes": _peak(model, device)}
+                           "peak_bytes": peak}
                 running, seen = 0.0, 0
                 if main_rank:
                     with log_path.open("a") as f:
@@ -647,7 +757,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _train_step(net: nn.Module, model: nn.Module, cfg: TrainConfig, batch: Any, pos: Position,
-                images: ImageData | None, device: torch.device) -> float:
+                images: ClassifyData | None, device: torch.device) -> float:
     """Forward and backward of one batch (gradients accumulate in the parameters)."""
     if images is None:
         inputs, targets = batch
@@ -661,12 +771,16 @@ def _train_step(net: nn.Module, model: nn.Module, cfg: TrainConfig, batch: Any, 
             pos.state = _detach(state)
             total += float(loss.detach()) * x.shape[0] / T
         return total
-    x, y = images.batch(batch, cfg.pixels_per_step)
+    x, y = images.batch(batch)
     if cfg.dtype == "float64":
         x = x.double()
-    loss, _ = net(x.to(device), y.to(device), truncate=cfg.truncate)
+    loss, _ = net(_on(x, device), y.to(device), truncate=cfg.truncate)
     loss.backward()
     return float(loss.detach())
+
+
+def _on(x: Tensor | PackedSequence, device: torch.device) -> Tensor | PackedSequence:
+    return x.to(device) if isinstance(x, Tensor) else cast(PackedSequence, cast(Any, x).to(device))
 
 
 def _to(state: Any, device: torch.device) -> Any:
@@ -683,25 +797,34 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _peak(model: nn.Module, device: torch.device) -> int:
-    """CUDA: the allocator's peak; CPU: the largest predicted peak of the last plans."""
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device))
-    peaks = [m.last_plan.predicted_peak for m in model.modules()
-             if isinstance(m, Recurrent) and m.last_plan is not None]
-    return int(max(peaks, default=0))
+def _budgeted(model: nn.Module) -> list[Any]:
+    """The model's budgeted recurrences: ``mbrnn.Recurrent`` and ``mbrnn.LSTM``/``GRU``/``RNN``
+    (anything with ``plan_for`` and a ``memory_budget``)."""
+    return [m for m in model.modules()
+            if hasattr(m, "plan_for") and getattr(m, "memory_budget", None) is not None]
 
 
-def _progress(cfg: TrainConfig, model: nn.Module, loss: float, rate: float,
-              device: torch.device) -> dict[str, str]:
+@contextlib.contextmanager
+def _measured_step(device: torch.device, measured: bool) -> Iterator[MemoryMeter | None]:
+    """Measure a training step's peak memory when ``measured``: the tensor memory it
+    allocates above what was live when it began (activations, recomputation, gradients;
+    not the weights or the optimizer's state). On CPU this is the dispatch-mode meter,
+    which slows the step it watches, so only a few steps are measured."""
+    if not measured:
+        yield None
+        return
+    with MemoryMeter(device) as meter:
+        yield meter
+
+
+def _progress(cfg: TrainConfig, loss: float, rate: float, peak: int) -> dict[str, str]:
     shown = {"loss": f"{loss:.3f}"}
     if cfg.task == "lm":
         shown["bpc" if cfg.level != "word" else "ppl"] = (
             f"{loss / math.log(2):.3f}" if cfg.level != "word" else f"{math.exp(min(loss, 50)):.1f}")
         shown["tok/s"] = f"{rate:.0f}"
     else:
-        shown["px/s"] = f"{rate:.0f}"
-    peak = _peak(model, device)
+        shown["seq/s"] = f"{rate:.1f}"
     if peak:
         shown["peak"] = f"{peak / 2**20:.1f}MiB"
     return shown

@@ -164,16 +164,41 @@ def test_classifier_budgeted_grads_equal_plain(bidirectional: bool) -> None:
         model = SequenceClassifier(SequenceClassifierConfig(
             2, 3, hidden_size=8, num_layers=2, bidirectional=bidirectional)).double()
         if budget == "tight":
-            for rnn in (model.forward_rnn, model.backward_rnn):
-                if rnn is not None:
-                    rnn.memory_budget = rnn.minimum_budget(20, 3)
+            model.rnn.memory_budget = model.rnn.minimum_budget(20, 3)
         loss, logits = model(x, labels)
         assert logits.shape == (3, 3)
         loss.backward()
         grads.append([p.grad.clone() for p in model.parameters()])
-    assert model.forward_rnn.last_stats is not None and model.forward_rnn.last_stats.forward_steps > 20
+    assert model.rnn.last_plan is not None and model.rnn.last_plan.forward_steps > 20
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_classifier_reads_each_packed_sequence_to_its_own_end(bidirectional: bool) -> None:
+    """A packed batch gives each sequence the logits it gets alone, and the same
+    gradients, within a budget."""
+    from torch.nn.utils.rnn import pack_sequence
+
+    torch.manual_seed(0)
+    model = SequenceClassifier(SequenceClassifierConfig(
+        2, 4, hidden_size=6, num_layers=2, bidirectional=bidirectional,
+        memory_budget="64KiB")).double()
+    seqs = [torch.randn(n, 2, dtype=torch.float64) for n in (9, 4, 13)]
+    labels = torch.tensor([3, 0, 1])
+    loss, logits = model(pack_sequence(seqs, enforce_sorted=False), labels)
+    alone = torch.cat([model(s[:, None, :]) for s in seqs])
+    torch.testing.assert_close(logits, alone, rtol=1e-10, atol=1e-12)
+    loss.backward()
+    packed_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    torch.nn.functional.cross_entropy(alone, labels).backward()
+    for a, b in zip(packed_grads, [p.grad for p in model.parameters()], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+    with pytest.raises(ValueError, match="PackedSequence"):
+        model(pack_sequence(seqs, enforce_sorted=False), labels, truncate=3)
+    with pytest.raises(ValueError, match=r"labels have shape \(2,\), expected \(3,\)"):
+        model(pack_sequence(seqs, enforce_sorted=False), labels[:2])
 
 
 def test_classifier_truncate_cuts_the_gradient() -> None:
@@ -186,3 +211,6 @@ def test_classifier_truncate_cuts_the_gradient() -> None:
     assert torch.count_nonzero(x.grad[:25]) == 0 and torch.count_nonzero(x.grad[25:]) > 0
     with pytest.raises(ValueError, match="3D"):
         model(torch.randn(30, 1))
+    bi = SequenceClassifier(SequenceClassifierConfig(1, 2, hidden_size=8, bidirectional=True))
+    with pytest.raises(ValueError, match="truncate=5 needs a unidirectional model"):
+        bi(torch.randn(30, 2, 1), torch.tensor([0, 1]), truncate=5)

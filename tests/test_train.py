@@ -208,6 +208,68 @@ def test_classifier_run_resumes_exactly_and_evaluates(images: Path, tmp_path: Pa
     assert metrics["examples"] == 16 and 0.0 <= metrics["accuracy"] <= 1.0
 
 
+def _write_sequences(root: Path, n: int, rng: np.random.Generator) -> None:
+    """``n`` .npy sequences of 5..19 steps, 3 features, per class; the class shifts them."""
+    for label, name in enumerate(("low", "mid", "high")):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            steps = int(rng.integers(5, 20))
+            np.save(root / name / f"{i}.npy", rng.normal(label, 0.3, (steps, 3)).astype(np.float32))
+
+
+def test_classifier_trains_on_a_folder_of_sequences(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """train/ and test/ folders of class sub-folders holding .npy files of different
+    lengths: packed batches, held-out validation, evaluation on test/."""
+    rng = np.random.default_rng(0)
+    data = tmp_path / "recordings"
+    _write_sequences(data / "train", 12, rng)
+    _write_sequences(data / "test", 4, rng)
+    out = tmp_path / "run"
+    result = train(load_config(None, {
+        "task": "classify", "data": str(data), "hidden_size": "8", "num_layers": "1",
+        "batch_size": "6", "eval_batch_size": "6", "valid_size": "6", "max_steps": "30",
+        "eval_every": "10", "lr": "0.03", "memory_budget": "64KiB", "progress": "false",
+        "out": str(out)}))
+    assert result["examples"] == 3  # a tenth of the 36 training files held out
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["loss"] < log[0]["loss"]  # it learns: the classes differ in their mean
+    assert all(r["peak_bytes"] > 0 for r in log)  # measured on CPU
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["input_size"] == 3 and config["num_classes"] == 3
+    assert main(["evaluate", "--model", str(out / "model"), "--split", "test", "--data", str(data),
+                 "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["examples"] == 12 and metrics["accuracy"] >= 0.5
+    # one folder with a CSV of labels: no test split to evaluate on
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    rows = ["path,label"]
+    for i in range(20):
+        np.save(flat / f"s{i}.npy", rng.normal(i % 2, 0.3, (7, 2)).astype(np.float32))
+        rows.append(f"s{i}.npy,{i % 2}")
+    (flat / "labels.csv").write_text("\n".join(rows) + "\n")
+    cfg = load_config(None, {
+        "task": "classify", "data": str(flat), "labels_csv": str(flat / "labels.csv"),
+        "hidden_size": "4", "num_layers": "1", "batch_size": "4", "max_steps": "2",
+        "eval_every": "2", "progress": "false", "out": str(tmp_path / "flat_run")})
+    assert train(cfg)["examples"] == 2
+    assert main(["evaluate", "--model", str(tmp_path / "flat_run" / "model"), "--split", "test",
+                 "--data", str(flat)]) != 0
+    assert "no test/ folder" in capsys.readouterr().err
+
+
+def test_bfloat16_autocast_training_runs_and_learns(text: Path, tmp_path: Path) -> None:
+    """--dtype=bfloat16 trains under CPU autocast within the budget: finite, falling loss."""
+    out = tmp_path / "bf16"
+    result = train(_cfg(text, out, dtype="bfloat16", max_steps=12, eval_every=4, lr=0.02,
+                        dropout=0.0, embedding_dropout=0.0))
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["loss"]) for r in log)
+    assert log[-1]["train_loss"] < log[0]["train_loss"]
+    assert result["step"] == 12
+
+
 # --- data-parallel ---------------------------------------------------------------------------
 
 

@@ -6,8 +6,8 @@ class logits. Gradients flow through every step (full back-propagation through t
 and the memory that takes is bounded by ``memory_budget`` (Gruslys et al.,
 "Memory-Efficient Backpropagation Through Time", NeurIPS 2016).
 
-Bidirectional: a second recurrence reads the reversed sequence; the head sees both last
-outputs. Each direction has its own :class:`~mbrnn.nn.Recurrent` and its own budget.
+Bidirectional: a second direction reads the sequence backwards; the head sees both
+directions' last hidden states. The two share ``memory_budget``.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
 
-from ..nn.cell import Cell
-from ..nn.cells import GRUCell, LSTMCell, StackedCell
-from ..nn.recurrent import Recurrent
+from ..nn.rnn import GRU, LSTM
 
 __all__ = ["SequenceClassifier", "SequenceClassifierConfig"]
 
@@ -39,7 +38,8 @@ class SequenceClassifierConfig:
         hidden_size, num_layers: the recurrent sizes.
         dropout: dropout between layers and before the head.
         bidirectional: also read the sequence backwards.
-        memory_budget: budget of each direction's BPTT (``None``: keep everything).
+        memory_budget: budget of the BPTT (``None``: keep everything), as in
+            :class:`mbrnn.LSTM`.
         policy: the planner policy (``"auto"``).
     """
 
@@ -91,26 +91,24 @@ class SequenceClassifierConfig:
         return cls(**data)
 
 
-def _stack(config: SequenceClassifierConfig) -> Cell:
-    make = LSTMCell if config.cell == "lstm" else GRUCell
-    sizes = [config.input_size] + [config.hidden_size] * config.num_layers
-    cells = [make(sizes[i], sizes[i + 1]) for i in range(config.num_layers)]
-    if len(cells) == 1:
-        return cells[0]
-    return StackedCell(cells, dropout=config.dropout)
-
-
 class SequenceClassifier(nn.Module):
     r"""Long sequence of feature vectors to a label.
+
+    The recurrence is a drop-in :class:`mbrnn.LSTM` or :class:`mbrnn.GRU`: every run of
+    steps is one call of PyTorch's fused kernel, and its backward runs within
+    ``memory_budget`` (for a bidirectional model, shared by the two directions).
 
     Args:
         config: a :class:`SequenceClassifierConfig`.
 
     Inputs: x, labels=None, *, truncate=0
-        - **x**: ``(T, B, input_size)`` floating point.
+        - **x**: ``(T, B, input_size)`` floating point, or a ``PackedSequence`` of
+          sequences of different lengths (:func:`~mbrnn.data.collate_sequences` with
+          ``packed=True``): each sequence is classified from its own last step.
         - **labels**: ``(B,)`` int64, or ``None``.
         - **truncate**: ``0`` for full BPTT; ``K`` to back-propagate through the last
-          ``K`` steps only (truncated BPTT, to compare against).
+          ``K`` steps only (truncated BPTT, to compare against; unidirectional, padded
+          input only).
 
     Outputs:
         - with labels: ``(loss, logits)``, the mean cross-entropy and ``(B, num_classes)``;
@@ -130,9 +128,13 @@ class SequenceClassifier(nn.Module):
                 f"SequenceClassifier: config must be a SequenceClassifierConfig, got {type(config).__name__}"
             )
         self.config = config
-        kw: dict[str, Any] = {"memory_budget": config.memory_budget, "policy": config.policy}
-        self.forward_rnn = Recurrent(_stack(config), **kw)
-        self.backward_rnn = Recurrent(_stack(config), **kw) if config.bidirectional else None
+        make = LSTM if config.cell == "lstm" else GRU
+        self.rnn = make(
+            config.input_size, config.hidden_size, config.num_layers,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+            bidirectional=config.bidirectional,
+            memory_budget=config.memory_budget, policy=config.policy,
+        )
         directions = 2 if config.bidirectional else 1
         self.head = nn.Linear(directions * config.hidden_size, config.num_classes)
 
@@ -140,35 +142,47 @@ class SequenceClassifier(nn.Module):
     def device(self) -> torch.device:
         return self.head.weight.device
 
-    def _last(self, rnn: Recurrent, x: Tensor, truncate: int) -> Tensor:
-        """The last output of ``rnn`` over ``x``, back-propagating through ``truncate`` steps
-        only when ``0 < truncate < T`` (truncated BPTT, for comparison)."""
-        if 0 < truncate < x.shape[0]:
+    def _features(self, x: Tensor | PackedSequence, truncate: int) -> Tensor:
+        """The top layer's last hidden state of each direction, ``(B, directions * H)``:
+        after step ``T`` forwards and after step 1 backwards (each sequence's own last
+        step for packed input). Back-propagates through the last ``truncate`` steps only
+        when ``0 < truncate < T``."""
+        state = None
+        if isinstance(x, Tensor) and 0 < truncate < x.shape[0]:
+            if self.config.bidirectional:
+                raise ValueError(
+                    f"SequenceClassifier: truncate={truncate} needs a unidirectional model "
+                    "(the backward direction reads the sequence from its end); use truncate=0")
             with torch.no_grad():
-                _, state = rnn(x[:-truncate])
-            y, _ = rnn(x[-truncate:], state)
-        else:
-            y, _ = rnn(x)  # (T, B, H)
-        return y[-1]
+                _, state = self.rnn(x[:-truncate])
+            x = x[-truncate:]
+        elif isinstance(x, PackedSequence) and truncate:
+            raise ValueError(f"SequenceClassifier: truncate={truncate} needs padded input, "
+                             "not a PackedSequence; use truncate=0")
+        _, hn = self.rnn(x, state)
+        h = hn[0] if isinstance(hn, tuple) else hn  # LSTM: (h_n, c_n)
+        directions = 2 if self.config.bidirectional else 1
+        return torch.cat(list(h[-directions:]), dim=1)
 
-    def forward(self, x: Tensor, labels: Tensor | None = None, *,
+    def forward(self, x: Tensor | PackedSequence, labels: Tensor | None = None, *,
                 truncate: int = 0) -> Tensor | tuple[Tensor, Tensor]:
-        if not isinstance(x, Tensor) or x.dim() != 3:
+        if isinstance(x, PackedSequence):
+            batch = int(x.batch_sizes[0])
+        elif isinstance(x, Tensor) and x.dim() == 3:
+            batch = x.shape[1]
+        else:
             raise ValueError(
-                "SequenceClassifier: Expected x to be 3D (T, B, input_size), got "
+                "SequenceClassifier: Expected x to be 3D (T, B, input_size) or a PackedSequence, got "
                 f"{x.dim() if isinstance(x, Tensor) else type(x).__name__}"
                 f"{'D' if isinstance(x, Tensor) else ''} instead"
             )
-        features = self._last(self.forward_rnn, x, truncate)  # (B, H)
-        if self.backward_rnn is not None:
-            backward = self._last(self.backward_rnn, x.flip(0), truncate)
-            features = torch.cat([features, backward], dim=1)  # (B, 2H)
+        features = self._features(x, truncate)
         features = F.dropout(features, self.config.dropout, self.training)
         logits = self.head(features)  # (B, C)
         if labels is None:
             return logits
-        if labels.shape != (x.shape[1],):
+        if labels.shape != (batch,):
             raise ValueError(
-                f"SequenceClassifier: labels have shape {tuple(labels.shape)}, expected ({x.shape[1]},)"
+                f"SequenceClassifier: labels have shape {tuple(labels.shape)}, expected ({batch},)"
             )
         return F.cross_entropy(logits, labels), logits
