@@ -6,7 +6,7 @@ Registered in :mod:`mbrnn.cli`'s ``_COMMANDS``; imported only when one of them r
 Example::
 
     $ mbrnn train --config=shakespeare-char-lstm --max-steps=500 --out=runs/shakespeare
-    $ mbrnn evaluate --model shakespeare-char-lstm --split test
+    $ mbrnn evaluate --model shakespeare-char-lstm --split valid
     $ mbrnn sample --model shakespeare-char-lstm --prompt "ROMEO:" --max-new-tokens 200
 """
 
@@ -65,7 +65,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 def configure_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="a zoo name, a model folder or a Hub repo id")
-    p.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    p.add_argument("--split", default=None, choices=("train", "valid", "test"),
+                   help="default: test, or valid where the data has no test split")
     p.add_argument("--data", default=None, help="data path (default: the one the model was trained on)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--bptt", type=int, default=None)
@@ -90,10 +91,15 @@ def _training_config(model: torch.nn.Module, data: str | None) -> TrainConfig:
     return cfg
 
 
-def evaluate_model(model: torch.nn.Module, split: str, *, data: str | None = None,
+def evaluate_model(model: torch.nn.Module, split: str | None, *, data: str | None = None,
                    batch_size: int | None = None, bptt: int | None = None,
                    max_batches: int = 0) -> dict[str, Any]:
-    """Metrics of a loaded model on a split of its training data (or ``data``)."""
+    """Metrics of a loaded model on a split of its training data (or ``data``).
+
+    ``split=None``: the test split, or the validation split where there is no test text.
+    """
+    default_split = split is None
+    split = split or "test"
     cfg = _training_config(model, data)
     if isinstance(model, LanguageModel):
         if model.vocab is None:
@@ -101,6 +107,8 @@ def evaluate_model(model: torch.nn.Module, split: str, *, data: str | None = Non
         cfg.level = model.config.level
         corpus = load_text(cfg, vocab=cast(Vocab, model.vocab))
         ids = corpus.split(split)
+        if ids.numel() < 2 and default_split:
+            split, ids = "valid", corpus.split("valid")
         if ids.numel() < 2:
             raise TrainError(f"the {split} split of {cfg.data} is empty")
         m = evaluate_lm(model, ids, batch_size=batch_size or cfg.eval_batch_size,
@@ -129,10 +137,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics))
     elif "accuracy" in metrics:
-        print(f"{args.model} {args.split}: loss {metrics['loss']:.4f}  accuracy "
+        print(f"{args.model} {metrics['split']}: loss {metrics['loss']:.4f}  accuracy "
               f"{100 * metrics['accuracy']:.2f}% ({metrics['examples']} sequences)")
     else:
-        print(f"{args.model} {args.split}: loss {metrics['loss']:.4f} nats/token  ppl "
+        print(f"{args.model} {metrics['split']}: loss {metrics['loss']:.4f} nats/token  ppl "
               f"{metrics['ppl']:.2f}  bits/token {metrics['loss'] / math.log(2):.4f} "
               f"({metrics['tokens']} tokens)")
     return 0

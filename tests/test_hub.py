@@ -139,3 +139,19 @@ def test_zoo_model_reproduces_its_recorded_metric(name: str) -> None:
     for key in ("loss", "accuracy"):
         if key in check:
             assert math.isclose(metrics[key], check[key], rel_tol=1e-4, abs_tol=1e-4), (key, metrics)
+
+
+def test_evaluate_defaults_to_valid_where_there_is_no_test_split(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """shakespeare-char-lstm was trained on a 90/10 split: `mbrnn evaluate` with no
+    --split falls back on validation; asking for test says the split is empty."""
+    from mbrnn.cli import main
+
+    if not (data_root() / "tinyshakespeare").exists():
+        pytest.skip(f"dataset tinyshakespeare not available under {data_root()}")
+    assert main(["evaluate", "--model", "shakespeare-char-lstm", "--max-batches", "1",
+                 "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["split"] == "valid" and metrics["tokens"] > 0
+    assert main(["evaluate", "--model", "shakespeare-char-lstm", "--split", "test"]) != 0
+    assert "test split of tinyshakespeare is empty" in capsys.readouterr().err
