@@ -588,7 +588,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     device = torch.device(cfg.device)
-    if world > 1 and not dist.is_initialized():
+    owns_group = world > 1 and not dist.is_initialized()
+    if owns_group:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if world > 1 and cfg.batch_size % world:
         raise TrainError(f"batch_size={cfg.batch_size} must be a multiple of the {world} processes")
@@ -752,7 +753,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if cfg.plot:
             plot_curves(log_path, out / "curves.png")
     if world > 1:
-        dist.barrier()
+        del net
+        dist.barrier()  # every rank done communicating before the group is torn down
+        if owns_group:
+            dist.destroy_process_group()
     return {**metrics, "step": pos.step, "stopped": stop["requested"]}
 
 

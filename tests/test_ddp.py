@@ -103,6 +103,8 @@ def rank_main(rank: int, port: int, out_dir: Path) -> None:
             "planned_forward_steps": rnn.last_plan.plan.forward_steps,
         }
         (out_dir / f"rank{rank}.json").write_text(json.dumps(result))
+        del ddp
+        dist.barrier()  # both ranks done communicating before either tears gloo down
     finally:
         dist.destroy_process_group()
 
