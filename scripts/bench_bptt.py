@@ -34,7 +34,8 @@ Every method runs with the same setting; ``--threads`` overrides it.
 
 Writes ``<out>/bptt.json``, ``<out>/bptt_memory_time.png`` (time against memory per
 configuration) and ``<out>/bptt_time_vs_T.png``. ``--append`` merges into an existing
-JSON (rows replaced by configuration and method), so a long grid can run in pieces.
+JSON (rows replaced by configuration and method), so a long grid can run in pieces; the
+JSON is rewritten after every configuration, so a stopped run keeps what it measured.
 
 Usage::
 
@@ -487,37 +488,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     old: dict[str, Any] = json.loads(path.read_text()) if args.append and path.exists() else {}
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
+    long_info = old.get("long_run")
+    argv_list = list(sys.argv[1:] if argv is None else argv)
+
+    def key(r: dict[str, Any]) -> tuple[Any, ...]:
+        return (r["T"], r["H"], r["layers"], r["B"], r["method"])
+
+    def write() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Merge what is measured so far into the JSON: a stopped run keeps it."""
+        new_keys = {key(r) for r in rows}
+        merged = [r for r in old.get("rows", []) if key(r) not in new_keys] + rows
+        merged.sort(key=lambda r: (r.get("long_run", False), r["H"], r["layers"], r["T"]))
+        runs = [*old.get("runs", []), {"argv": argv_list, "machine": machine(device),
+                                       "seconds": time.perf_counter() - t0}]
+        result = {"quick": args.quick, "machine": machine(device), "runs": runs,
+                  "rows": merged, "long_run": long_info, "targets": targets(merged)}
+        path.write_text(json.dumps(result, indent=1))
+        return merged, result
+
     for T, H, L in configs:
         if not args.quiet:
             print(f"T={T} H={H} layers={L} B={args.batch}", flush=True)
         rows += run_config(T, H, L, args.batch, policies=args.policies, fractions=args.fractions,
                            repeats=args.repeats, device=device, quiet=args.quiet)
-    long_info = old.get("long_run")
+        write()
     if args.long_T:
         long_info, long_rows = long_run(args.long_T, args.long_H, args.batch,
                                         fraction=args.long_fraction, repeats=args.repeats,
                                         device=device, quiet=args.quiet,
                                         with_checkpoint=args.long_checkpoint)
         rows += long_rows
-
-    def key(r: dict[str, Any]) -> tuple[Any, ...]:
-        return (r["T"], r["H"], r["layers"], r["B"], r["method"])
-
-    new_keys = {key(r) for r in rows}
-    merged = [r for r in old.get("rows", []) if key(r) not in new_keys] + rows
-    merged.sort(key=lambda r: (r.get("long_run", False), r["H"], r["layers"], r["T"]))
-    runs = old.get("runs", [])
-    runs.append({"argv": list(sys.argv[1:] if argv is None else argv),
-                 "machine": machine(device), "seconds": time.perf_counter() - t0})
-    result = {
-        "quick": args.quick,
-        "machine": machine(device),
-        "runs": runs,
-        "rows": merged,
-        "long_run": long_info,
-        "targets": targets(merged),
-    }
-    path.write_text(json.dumps(result, indent=1))
+    merged, result = write()
     plot(merged, args.out)
     if not args.quiet:
         print(table(merged))
