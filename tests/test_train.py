@@ -286,3 +286,16 @@ def test_ddp_two_processes_match_one(text: Path, tmp_path: Path) -> None:
     a, b = _weights(tmp_path / "ddp"), _weights(tmp_path / "one")
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+
+
+def test_permute_reads_fashion_pixels_in_one_fixed_order(images: Path) -> None:
+    """--permute=true feeds every image's pixels in the same fixed, non-identity order."""
+    from mbrnn.data import FashionMNISTSequences
+
+    base = {"task": "classify", "data": str(images), "valid_size": "8"}
+    plain = train_mod.load_images(load_config(None, base), "train")
+    permuted = train_mod.load_images(load_config(None, {**base, "permute": "true"}), "train")
+    order = FashionMNISTSequences(images, split="train", permute=True).permutation
+    assert order is not None and not torch.equal(order, torch.arange(784))
+    assert torch.equal(permuted.images, plain.images[:, order])
+    assert not torch.equal(permuted.images, plain.images)
