@@ -101,6 +101,7 @@ _WEIGHTS_WARNING = "RNN module weights are not part of single contiguous chunk o
 _PROBE_LENGTHS = (1, 8, 40)
 _MAX_CHUNK = 1024
 _CHUNK_SHARE = 32  # a sweep's pieces use at most 1/_CHUNK_SHARE of the budget
+RUN_COST_STEPS = 2  # what "auto" charges per fused call, in forward steps: NOTE [ Per-run time ]
 
 
 # ---------------------------------------------------------------------------------------
@@ -329,14 +330,11 @@ class FusedPlan:
 def _live_runs(plan: Plan) -> tuple[int, int]:
     """``(most kept runs alive at once, forward runs)`` of ``plan``.
 
-    HSM, Chen and recompute-all keep one run at a time; their runs are counted from their
-    shape (one per step, or two per segment) rather than by replaying what may be
-    hundreds of thousands of ops."""
+    HSM and recompute-all keep one one-step run at a time; their runs are counted from
+    their shape rather than by replaying what may be hundreds of thousands of ops."""
     T = plan.chain.length
     if plan.policy in ("hsm", "recompute_all"):
         return 1, 2 * T
-    if plan.policy == "chen":
-        return 1, 2 * math.isqrt(T) + 2
     if plan.policy == "store_all":
         return 1, 1
     kept: dict[int, int] = {}
@@ -370,10 +368,22 @@ def _plan_one(
     planner predicts. Where that does not fit, the planner's budget is lowered: first by
     the excess, then by bisection (a few solves), keeping the cheapest plan that fits.
     ``"auto"`` does this for each policy (``msm``, ``ism``, ``hsm``, ``chen``,
-    ``recompute_all``) and takes the fewest forward steps, then the fewest runs: with
-    large per-run memory Chen's or HSM's plans, which keep one run at a time, can beat
-    the optimal plans of the planner's cost model. A named policy that cannot fit falls
-    back on ``hsm``, then ``recompute_all``.
+    ``recompute_all``) and takes the cheapest plan by NOTE [ Per-run time ], then the
+    fewest runs: with large per-run memory Chen's or HSM's plans, which keep one run at a
+    time, can beat the optimal plans of the planner's cost model. A named policy that
+    cannot fit falls back on ``hsm``, then ``recompute_all``.
+
+    NOTE [ Per-run time ]
+    The planner counts forward steps; a fused call also costs a fixed time of its own
+    (oneDNN reorders the weights and cuDNN sets up its descriptors on every call). On
+    the CPU this machine's README benchmarks ran on (one thread, ``H = 256``), a call
+    cost as much as 3.7 to 5 steps at ``B = 32``, 9 at ``B = 8`` and 0.2 at ``B = 128``.
+    ``"auto"`` ranks plans by ``forward_steps + RUN_COST_STEPS * runs`` with a
+    deliberately low ``RUN_COST_STEPS = 2``: a plan with more forward steps wins only if
+    it saves at least two runs per extra step. At ``T = 1000``, ``B = 32``, 5 % of the
+    activation memory, that picks Chen's plan (1,992 steps in 63 runs) over the optimal
+    MSM plan (1,985 steps in 149 runs), which measured 10 % slower. The choice stays a
+    pure function of the probed sizes, so plans are reproducible.
     """
     sweep = sizes.sweep_bytes + chunk * sizes.sweep_step_bytes
     w = Working(single=working.single + sweep, multi=working.multi + sweep)
@@ -390,8 +400,8 @@ def _plan_one(
     def better(a: _Fit | None, b: _Fit | None) -> _Fit | None:
         if a is None or b is None:
             return a or b
-        ka = (a[0].plan.forward_steps, a[2])
-        return a if ka <= (b[0].plan.forward_steps, b[2]) else b
+        ka = (a[0].plan.forward_steps + RUN_COST_STEPS * a[2], a[2])
+        return a if ka <= (b[0].plan.forward_steps + RUN_COST_STEPS * b[2], b[2]) else b
 
     def fit(p: str) -> _Fit | None:
         try:
