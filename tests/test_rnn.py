@@ -406,6 +406,16 @@ def test_auto_prefers_fewer_runs_among_equally_cheap_plans() -> None:
         m.policy = "auto"
 
 
+def test_a_named_policy_never_degenerates_to_recompute_all_where_hsm_fits() -> None:
+    """Pure ISM at 2 % of the benchmark's activation memory fit only by recomputing
+    everything (500,500 steps, 98 s a step); HSM fits in 2,924."""
+    m = LSTM(256, 256, memory_budget=int(0.02 * 518.2 * 2**20), policy="ism")
+    fp = m.plan_for(1000, 32)
+    assert fp.plans[0].plan.policy in ("ism", "hsm")
+    assert fp.forward_steps < 3 * 1000
+    assert fp.predicted_peak <= fp.budget
+
+
 def test_auto_trades_a_few_steps_for_many_fewer_runs() -> None:
     """The benchmark's case: an optimal MSM plan with short runs loses to Chen's."""
     m = LSTM(32, 64, memory_budget=1)

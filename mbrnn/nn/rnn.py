@@ -371,7 +371,8 @@ def _plan_one(
     ``recompute_all``) and takes the cheapest plan by NOTE [ Per-run time ], then the
     fewest runs: with large per-run memory Chen's or HSM's plans, which keep one run at a
     time, can beat the optimal plans of the planner's cost model. A named policy that
-    cannot fit falls back on ``hsm``, then ``recompute_all``.
+    cannot fit, or fits only by recomputing everything, falls back on ``hsm``, then
+    ``recompute_all``.
 
     NOTE [ Per-run time ]
     The planner counts forward steps; a fused call also costs a fixed time of its own
@@ -438,8 +439,11 @@ def _plan_one(
         plan(budget, policy)  # raises InfeasibleBudgetError below the policy's minimum
         best = fit(policy)
     for fallback in ("hsm", "recompute_all"):
-        if best is None:
-            best = fit(fallback)
+        # a named policy whose fitting plan degenerated to recomputing everything (pure
+        # ISM at a small budget: quadratic) also tries HSM, and keeps the cheaper
+        if best is None or (policy != "recompute_all"
+                            and best[0].plan.policy == "recompute_all"):
+            best = better(best, fit(fallback))
     if best is None:  # below every policy's minimum: say so, with the minimum
         plan(budget, policy)
         raise AssertionError("recompute_all keeps one one-step run at a time")  # pragma: no cover
