@@ -416,6 +416,36 @@ def test_a_named_policy_never_degenerates_to_recompute_all_where_hsm_fits() -> N
     assert fp.predicted_peak <= fp.budget
 
 
+def test_auto_fits_chens_plan_with_shorter_segments() -> None:
+    """NOTE [ Shorter segments ]: below sqrt(T) segments' need, auto cuts shorter ones;
+    the gradients are still exact."""
+    torch.manual_seed(0)
+    T, B = 400, 3
+    ref = nn.LSTM(6, 10, num_layers=2).to(F64)
+    m = LSTM.from_torch(ref, memory_budget=1, policy="chen")
+    chen = m.plan_for(T, B, memory_budget=2**40)  # sqrt(T) segments, whatever the budget
+    assert chen.plans[0].plan.policy == "chen" and chen.runs == 2 * 20 - 1
+    budget = int(0.9 * m.minimum_budget(T, B, dtype=F64))
+    with pytest.raises(InfeasibleBudgetError):
+        m.plan_for(T, B, memory_budget=budget)  # the baseline keeps its segments
+    m.policy = "msm"
+    msm = m.plan_for(T, B, memory_budget=budget)
+    m.policy, m.memory_budget = "auto", budget
+    fp = m.plan_for(T, B)
+    plan = fp.plans[0].plan
+    assert plan.policy == "chen" and fp.predicted_peak <= budget
+    assert chen.runs < fp.runs < msm.runs  # shorter segments, still far fewer runs
+    assert fp.forward_steps <= 2 * T
+    x = torch.randn(T, B, 6, dtype=F64, requires_grad=True)
+    w = torch.randn(T, B, 10, dtype=F64)
+    y, state = m(x)
+    g = torch.autograd.grad(_loss(y, state, w), [x, *m.parameters()])
+    y_ref, state_ref = ref(x)
+    g_ref = torch.autograd.grad(_loss(y_ref, state_ref, w), [x, *ref.parameters()])
+    assert m.last_plan is not None and m.last_plan.plans[0].plan.policy == "chen"
+    assert _max_diff([y, *g], [y_ref, *g_ref]) <= 1e-10
+
+
 def test_auto_trades_a_few_steps_for_many_fewer_runs() -> None:
     """The benchmark's case: an optimal MSM plan with short runs loses to Chen's."""
     m = LSTM(32, 64, memory_budget=1)

@@ -286,6 +286,31 @@ def test_chen_closed_form_equals_replay(T: int) -> None:
     assert chen_cost(T, 1.0, 3.0) == (sim.forward_steps, sim.peak)
 
 
+@pytest.mark.parametrize("T", [2, 10, 99, 100, 1000])
+@pytest.mark.parametrize("k", [1, 3, 7, 31, 1000])
+def test_chen_with_any_segment_replays_to_its_closed_form(T: int, k: int) -> None:
+    from mbrnn.plan.baselines import chen_cost
+
+    chain = Chain(T, 1.0, 3.0)
+    plan = solve(chain, 1e12, "chen", segment=k)
+    sim = simulate(plan)
+    assert chen_cost(T, 1.0, 3.0, k) == (sim.forward_steps, sim.peak)
+    kk = min(T, k)
+    assert sim.forward_steps == T + (-(-T // kk) - 1) * kk
+    if kk < T:
+        assert sim.max_hidden >= -(-T // kk) - 1  # one hidden state per segment start
+    if k == 1000:  # one segment: store everything
+        assert sim.forward_steps == T
+
+
+def test_segment_is_chens_alone() -> None:
+    chain = Chain(100, 1.0, 3.0)
+    with pytest.raises(ValueError, match="segment=5 needs policy='chen'"):
+        solve(chain, 50.0, "msm", segment=5)
+    with pytest.raises(ValueError, match="segment=0"):
+        solve(chain, 50.0, "chen", segment=0)
+
+
 @pytest.mark.parametrize(("T", "budget"), [(1100, 43.97), (1500, 9.0), (2500, 30.0), (4000, 200.0)])
 def test_hierarchical_plans_are_valid(T: int, budget: float) -> None:
     chain = Chain(T, 1.0, 4.0)

@@ -76,6 +76,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from ..errors import InfeasibleBudgetError
 from ..plan import EXACT_LIMIT, Backward, Forward, ForwardKeep, Plan
+from ..plan.baselines import chen_segment
 from ..plan.sizes import format_size
 from ..runtime.budget import (
     Budget,
@@ -374,6 +375,14 @@ def _plan_one(
     cannot fit, or fits only by recomputing everything, falls back on ``hsm``, then
     ``recompute_all``.
 
+    NOTE [ Shorter segments ]
+    Chen's plan re-runs about ``T`` steps in ``2 sqrt(T)`` runs: few, long runs, which on
+    a CPU ran as fast as storing everything. Where its ``sqrt(T)`` segments do not fit,
+    ``"auto"`` also tries Chen's plan with the longest shorter segments that fit
+    (``k`` down to ``sqrt(T s / a)``, where its peak is least): the same ``~2 T`` forward
+    steps in ``~2 T / k`` runs, where the planner's optimal plan at that memory has many
+    short runs. ``policy="chen"`` is the baseline and keeps ``ceil(sqrt(T))``.
+
     NOTE [ Per-run time ]
     The planner counts forward steps; a fused call also costs a fixed time of its own
     (oneDNN reorders the weights and cuDNN sets up its descriptors on every call). On
@@ -389,8 +398,9 @@ def _plan_one(
     sweep = sizes.sweep_bytes + chunk * sizes.sweep_step_bytes
     w = Working(single=working.single + sweep, multi=working.multi + sweep)
 
-    def plan(target: int, p: str) -> BudgetPlan:
-        return plan_recurrence(sizes.step, length, target, p, w, owner=owner, batch_size=batch)
+    def plan(target: int, p: str, segment: int | None = None) -> BudgetPlan:
+        return plan_recurrence(sizes.step, length, target, p, w, owner=owner, batch_size=batch,
+                               segment=segment)
 
     def fits(bp: BudgetPlan) -> tuple[_Fit | None, int]:
         live, runs = _live_runs(bp.plan)
@@ -430,11 +440,38 @@ def _plan_one(
                 lo, target = target, (target + hi) // 2
         return best
 
+    def fit_segments() -> _Fit | None:
+        """Chen's plan with the longest segments shorter than ``ceil(sqrt(T))`` that fit."""
+        def attempt(k: int) -> _Fit | None:
+            try:
+                return fits(plan(budget, "chen", k))[0]
+            except InfeasibleBudgetError:
+                return None
+
+        # the peak s (n - 1) + a (k - 1), n = ceil(T / k), is least near k = sqrt(T s / a)
+        # and grows with k above it: bisect for the largest k that fits
+        a = max(1, sizes.step.internal_bytes)
+        lo = max(1, math.isqrt(length * sizes.step.state_bytes // a))
+        hi = chen_segment(length)
+        got = attempt(lo) if lo < hi else None
+        if got is None:
+            return None
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            nxt = attempt(mid)
+            if nxt is None:
+                hi = mid
+            else:
+                lo, got = mid, nxt
+        return got
+
     best: _Fit | None = None
     if policy == "auto":
         names = ["store_all", "msm", "ism", "hsm", "chen"]
         for p in names if length <= EXACT_LIMIT else [n for n in names if n != "ism"]:
             best = better(best, fit(p))
+        if fit("chen") is None:  # NOTE [ Shorter segments ]
+            best = better(best, fit_segments())
     else:
         plan(budget, policy)  # raises InfeasibleBudgetError below the policy's minimum
         best = fit(policy)

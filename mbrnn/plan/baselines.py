@@ -40,9 +40,9 @@ def chen_segment(T: int) -> int:
     return max(1, math.isqrt(T - 1) + 1) if T > 1 else 1
 
 
-def chen_cost(T: int, s: float, a: float) -> tuple[int, float]:
+def chen_cost(T: int, s: float, a: float, segment: int | None = None) -> tuple[int, float]:
     """Chen's forward steps and peak in closed form (see :func:`chen_ops`)."""
-    k = chen_segment(T)
+    k = chen_segment(T) if segment is None else min(T, segment)
     n = -(-T // k)
     last = (n - 1) * k
     if n == 1:
@@ -51,17 +51,18 @@ def chen_cost(T: int, s: float, a: float) -> tuple[int, float]:
     return T + last, s * (n - 1) + a * (k - 1)
 
 
-def chen_ops(T: int) -> Iterator[Op]:
+def chen_ops(T: int, segment: int | None = None) -> Iterator[Op]:
     """Chen et al. (2016) sqrt(T) checkpointing.
 
-    Segments of ``k = ceil(sqrt(T))`` steps. The first sweep keeps ``h`` at every segment
+    Segments of ``k = ceil(sqrt(T))`` steps, or ``segment`` steps where given (shorter
+    segments keep more hidden states and fewer internal states at once). The first sweep keeps ``h`` at every segment
     start except ``0`` and the last one, and runs the last segment keeping its internal
     states. Each earlier segment is then re-run once from its start keeping internal
     states, and back-propagated. With ``B`` the start of the last segment,
     ``C = T + B``; while segment ``i`` (0-based) is back-propagated, ``i + 1`` hidden
     states are kept (``i`` for the last segment) plus ``len_i - 1`` internal states.
     """
-    k = chen_segment(T)
+    k = chen_segment(T) if segment is None else min(T, segment)
     starts = list(range(0, T, k))
     last = starts[-1]
     for b in starts[1:-1]:

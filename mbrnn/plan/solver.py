@@ -480,7 +480,8 @@ def _plan(policy: str, chain: Chain, budget: float, cost: int,
 
 
 def _solve_one(chain: Chain, budget: float, policy: str, resolution: int | None,
-               exact: bool | None, leaf: int = EXACT_LIMIT) -> Plan:
+               exact: bool | None, leaf: int = EXACT_LIMIT, segment: int | None = None
+               ) -> Plan:
     T, s = chain.length, chain.state_size
     if budget < s * (1 - 1e-12):
         raise _infeasible(chain, budget, s, policy)
@@ -492,10 +493,10 @@ def _solve_one(chain: Chain, budget: float, policy: str, resolution: int | None,
     if policy == "recompute_all":
         return _plan(policy, chain, budget, T * (T + 1) // 2, lambda: recompute_all_ops(T))
     if policy == "chen":
-        cost, peak = chen_cost(T, s, chain.internal_size)
+        cost, peak = chen_cost(T, s, chain.internal_size, segment)
         if budget < peak * (1 - 1e-12):
             raise _infeasible(chain, budget, peak, policy)
-        return _plan(policy, chain, budget, cost, lambda: chen_ops(T))
+        return _plan(policy, chain, budget, cost, lambda: chen_ops(T, segment))
     if policy == "hsm":
         c = math.floor(budget / s + 1e-9)
         return _plan(policy, chain, budget, hsm_cost(T, c),
@@ -531,6 +532,7 @@ def solve(
     resolution: int | None = None,
     exact: bool | None = None,
     leaf: int = EXACT_LIMIT,
+    segment: int | None = None,
 ) -> Plan:
     """Plan back-propagation through ``chain`` within ``budget``.
 
@@ -547,6 +549,7 @@ def solve(
             it is used up to ``leaf`` steps and a hierarchical plan beyond.
         leaf: the longest subsequence a hierarchical plan solves with the exact table
             (default ``EXACT_LIMIT``); smaller values plan faster and coarser.
+        segment: ``"chen"`` only: the segment length (default ``ceil(sqrt(T))``).
 
     Raises:
         InfeasibleBudgetError: the budget is below what the policy needs; ``.minimum``
@@ -566,8 +569,12 @@ def solve(
         raise TypeError(f"solve: policy must be a str, got {type(policy).__name__}")
     if policy not in POLICIES:
         raise ValueError(f"solve: unknown policy {policy!r}; expected one of {', '.join(POLICIES)}")
+    if segment is not None and (policy != "chen" or not isinstance(segment, int)
+                                or isinstance(segment, bool) or segment < 1):
+        raise ValueError(f"solve: segment={segment!r} needs policy='chen' and an int >= 1 "
+                         f"(got policy={policy!r}); leave it out for the other policies")
     if policy != "auto":
-        return _solve_one(chain, b, policy, resolution, exact, _check_leaf(leaf))
+        return _solve_one(chain, b, policy, resolution, exact, _check_leaf(leaf), segment)
     leaf = _check_leaf(leaf)
     if b < chain.state_size * (1 - 1e-12):
         raise _infeasible(chain, b, chain.state_size, "auto")

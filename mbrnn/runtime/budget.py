@@ -197,8 +197,10 @@ def plan_recurrence(
     *,
     owner: str,
     batch_size: int | None = None,
+    segment: int | None = None,
 ) -> BudgetPlan:
-    """Plan ``length`` steps of a probed cell within ``budget`` bytes.
+    """Plan ``length`` steps of a probed cell within ``budget`` bytes (``segment``: Chen's
+    segment length, for ``policy="chen"``).
 
     The planner's optimal recurrences do not count the start state autograd saves for a
     run begun from a sweep's running state; we re-solve with a smaller planner budget
@@ -207,7 +209,7 @@ def plan_recurrence(
     Raises:
         InfeasibleBudgetError: the budget is below ``working + 2 s``, stated in bytes.
     """
-    return _plan_cached(sizes, length, budget, policy, working, owner, batch_size)
+    return _plan_cached(sizes, length, budget, policy, working, owner, batch_size, segment)
 
 
 #: Longest sequence whose HSM plan is replayed to measure its peak (see _plan_cached).
@@ -223,6 +225,7 @@ def _plan_cached(
     working_set: Working,
     owner: str,
     batch_size: int | None,
+    segment: int | None = None,
 ) -> BudgetPlan:
     s = sizes.state_bytes
     # Plan for the larger working set, and report the one the plan needs. Both carry one
@@ -233,7 +236,7 @@ def _plan_cached(
     avail = budget - working
     chain = Chain(length, float(s), float(sizes.internal_bytes))
     if policy in ("store_all", "chen", "recompute_all"):  # fixed shapes: their peak is the minimum
-        plan = solve(chain, 1e300, policy)
+        plan = solve(chain, 1e300, policy, segment=segment)
         peak = simulate(plan, count_run_inputs=True).peak
         if peak > avail:
             need = math.ceil(peak) + working
