@@ -9,8 +9,10 @@ step) and backward. For each method the script records, in one run on one machin
 - ``peak_bytes``: the peak tensor memory of one step (``mbrnn.runtime.memory``: a
   dispatch-mode meter on CPU, the allocator's counters on CUDA);
 - ``rnn_bytes``: the recurrence's own peak: forward, then ``y.backward(g)`` with ``g``
-  allocated beforehand, less the output ``y``. Nothing else is live, so this is the
-  memory the recurrence needs, whatever surrounds it. nn.LSTM's ``rnn_bytes`` is its
+  allocated beforehand, less the output ``y``. Only the parameters' gradients are live
+  beside it (counted, as in mbrnn's budget), so this is the memory the recurrence needs,
+  whatever surrounds it. checkpoint back-propagates its output's pieces without
+  concatenating them here. nn.LSTM's ``rnn_bytes`` is its
   *activation memory*, mbrnn's budgets are fractions of it, and the budget bounds
   mbrnn's ``rnn_bytes`` (NOTE [ Two memory figures ]);
 - ``bptt_bytes``: ``peak_bytes`` minus the I/O baseline, the peak of the same loss and
@@ -93,8 +95,9 @@ def _loss(y: Tensor, target: Tensor) -> Tensor:
     return (y - target).square().mean()
 
 
-def _checkpointed(lstm: nn.LSTM, x: Tensor, chunk: int) -> Tensor:
-    """nn.LSTM over ``chunk``-step pieces, each under non-reentrant checkpointing."""
+def _checkpointed(lstm: nn.LSTM, x: Tensor, chunk: int) -> list[Tensor]:
+    """nn.LSTM over ``chunk``-step pieces, each under non-reentrant checkpointing: the
+    pieces of the output (a training step concatenates them for its loss)."""
 
     def piece(xc: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         y, (h, c) = lstm(xc, (h, c))
@@ -107,7 +110,7 @@ def _checkpointed(lstm: nn.LSTM, x: Tensor, chunk: int) -> Tensor:
     for i in range(0, x.shape[0], chunk):
         y, h, c = checkpoint(piece, x[i : i + chunk], h, c, use_reentrant=False)
         ys.append(y)
-    return torch.cat(ys)
+    return ys
 
 
 def _step_fn(method: str, module: nn.Module, x: Tensor, target: Tensor,
@@ -124,7 +127,12 @@ def _step_fn(method: str, module: nn.Module, x: Tensor, target: Tensor,
             assert isinstance(module, LSTM)
             module.memory_budget, module.policy = budget
         if method == "checkpoint":
-            y = _checkpointed(module, x, chunk)  # type: ignore[arg-type]
+            ys = _checkpointed(module, x, chunk)  # type: ignore[arg-type]
+            if grad_out is not None:  # no concatenated copy of y where no loss needs one
+                torch.autograd.backward(ys, list(grad_out.split(chunk)))
+                return
+            y = torch.cat(ys)
+            del ys
         else:
             y, _ = module(x)
         if grad_out is None:

@@ -416,6 +416,14 @@ def test_a_named_policy_never_degenerates_to_recompute_all_where_hsm_fits() -> N
     assert fp.predicted_peak <= fp.budget
 
 
+def test_a_quadratic_plan_labelled_ism_also_falls_back() -> None:
+    """Below s + a the planner's ISM runs everything from the start, labelled "ism"."""
+    m = LSTM(32, 64, policy="ism", memory_budget=1)
+    budget = int(1.2 * m.minimum_budget(300, 4))
+    fp = m.plan_for(300, 4, memory_budget=budget)
+    assert fp.forward_steps < 300 * 301 // 2 and fp.predicted_peak <= budget
+
+
 def test_auto_fits_chens_plan_with_shorter_segments() -> None:
     """NOTE [ Shorter segments ]: below sqrt(T) segments' need, auto cuts shorter ones;
     the gradients are still exact."""

@@ -76,7 +76,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from ..errors import InfeasibleBudgetError
 from ..plan import EXACT_LIMIT, Backward, Forward, ForwardKeep, Plan
-from ..plan.baselines import chen_segment
+from ..plan.baselines import chen_cost, chen_segment
 from ..plan.sizes import format_size
 from ..runtime.budget import (
     Budget,
@@ -389,8 +389,8 @@ def _plan_one(
     the CPU this machine's README benchmarks ran on (one thread, ``H = 256``), a call
     cost as much as 3.7 to 5 steps at ``B = 32``, 9 at ``B = 8`` and 0.2 at ``B = 128``.
     ``"auto"`` ranks plans by ``forward_steps + RUN_COST_STEPS * runs`` with a
-    deliberately low ``RUN_COST_STEPS = 2``: a plan with more forward steps wins only if
-    it saves at least two runs per extra step. At ``T = 1000``, ``B = 32``, 5 % of the
+    deliberately low ``RUN_COST_STEPS = 2``: each run saved is worth two forward steps,
+    less than it measured at ``B = 32``. At ``T = 1000``, ``B = 32``, 5 % of the
     activation memory, that picks Chen's plan (1,992 steps in 63 runs) over the optimal
     MSM plan (1,985 steps in 149 runs), which measured 10 % slower. The choice stays a
     pure function of the probed sizes, so plans are reproducible.
@@ -448,38 +448,38 @@ def _plan_one(
             except InfeasibleBudgetError:
                 return None
 
-        # the peak s (n - 1) + a (k - 1), n = ceil(T / k), is least near k = sqrt(T s / a)
-        # and grows with k above it: bisect for the largest k that fits
-        a = max(1, sizes.step.internal_bytes)
-        lo = max(1, math.isqrt(length * sizes.step.state_bytes // a))
-        hi = chen_segment(length)
-        got = attempt(lo) if lo < hi else None
-        if got is None:
-            return None
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            nxt = attempt(mid)
-            if nxt is None:
-                hi = mid
-            else:
-                lo, got = mid, nxt
-        return got
+        # Chen's peak s (n - 1) + a (k - 1), n = ceil(T / k), in closed form: with the
+        # working set it bounds what a plan needs from below, so the longest k that
+        # passes is tried first (the peak is not monotone in k: n jumps)
+        st, a = sizes.step.state_bytes, sizes.step.internal_bytes
+        floor = w.multi + st  # plan_recurrence's working set and slack
+        ks = [k for k in range(chen_segment(length) - 1, 0, -1)
+              if chen_cost(length, st, a, k)[1] + floor <= budget]
+        for k in ks[:16]:
+            got = attempt(k)
+            if got is not None:
+                return got
+        return None
 
     best: _Fit | None = None
     if policy == "auto":
         names = ["store_all", "msm", "ism", "hsm", "chen"]
-        for p in names if length <= EXACT_LIMIT else [n for n in names if n != "ism"]:
-            best = better(best, fit(p))
-        if fit("chen") is None:  # NOTE [ Shorter segments ]
+        fitted = {p: fit(p) for p in (
+            names if length <= EXACT_LIMIT else [n for n in names if n != "ism"])}
+        for got in fitted.values():
+            best = better(best, got)
+        if fitted["chen"] is None:  # NOTE [ Shorter segments ]
             best = better(best, fit_segments())
     else:
         plan(budget, policy)  # raises InfeasibleBudgetError below the policy's minimum
         best = fit(policy)
+    quadratic = length * (length + 1) // 2
     for fallback in ("hsm", "recompute_all"):
         # a named policy whose fitting plan degenerated to recomputing everything (pure
-        # ISM at a small budget: quadratic) also tries HSM, and keeps the cheaper
-        if best is None or (policy != "recompute_all"
-                            and best[0].plan.policy == "recompute_all"):
+        # ISM at a small budget: quadratic, whatever its label) also tries HSM, and
+        # keeps the cheaper
+        if best is None or (policy != "recompute_all" and length > 2
+                            and best[0].plan.forward_steps >= quadratic):
             best = better(best, fit(fallback))
     if best is None:  # below every policy's minimum: say so, with the minimum
         plan(budget, policy)
@@ -915,10 +915,12 @@ class LSTM(_BudgetedRNN, nn.LSTM):
             not the input, the output or their gradients, nor, for bidirectional
             modules, each layer's output sequence (NOTE [ Bidirectional modules and the
             budget ]).
-        policy: keyword-only. ``"auto"`` (default: the fewest recomputed steps; among
-            equally cheap plans, fewer and longer runs, i.e. fewer fused calls) or any
-            planner policy: ``"store_all"``, ``"recompute_all"``, ``"chen"``, ``"hsm"``,
-            ``"ism"``, ``"msm"``.
+        policy: keyword-only. ``"auto"`` (default: the fewest recomputed steps, each
+            fused call counted as ``RUN_COST_STEPS`` steps, so fewer and longer runs win
+            near-ties; Chen's plan with shorter segments is among the candidates: NOTE [
+            Per-run time ], NOTE [ Shorter segments ]) or any planner policy:
+            ``"store_all"``, ``"recompute_all"``, ``"chen"``, ``"hsm"``, ``"ism"``,
+            ``"msm"``.
 
     Inputs: input, (h_0, c_0)
         - **input**: :math:`(L, N, H_{in})`, :math:`(N, L, H_{in})` with
