@@ -29,6 +29,18 @@ remainder is the per-call part ``run_bytes``. The planner's cost model has no pe
 term; a plan that keeps ``k`` runs at once needs ``(k - 1) * run_bytes`` more than it
 predicts (the working set already holds one): see NOTE [ Plans with per-run memory ].
 
+NOTE [ Kept runs in pieces ]
+The backward of a fused call allocates memory for all its steps at once (on ATen's CPU
+path about one ``(B, H)`` tensor per step, beside the weights' gradients), and frees it
+when it ends. Optimal plans keep runs of hundreds of steps, so at T = 10,000 this
+transient took measured peaks 2.5 % over the prediction. The probe measures it per step
+(``keep_step_bytes``: a 40-step call's backward less an 8-step one's, plus the input's
+gradient where the input needs one), and a plan is charged it for its longest kept call (``_plan_one``, beside ``run_bytes``). A kept run
+longer than ``keep_chunk`` (1,024) steps, such as storing everything, is cut into calls
+of at most that many, which bounds the charge. The pieces are one autograd graph: the
+run's outputs are returned as :class:`~mbrnn.runtime.executor.Pieces`, without a
+concatenated copy.
+
 NOTE [ Dropout between layers ]
 A fused kernel draws its dropout masks internally; they cannot be replayed on
 recomputation. With ``dropout > 0`` in training mode a segment runs layer by layer (one
@@ -86,7 +98,7 @@ from ..runtime.budget import (
     plan_recurrence,
     resolve_budget,
 )
-from ..runtime.executor import CheckFn, ExecStats, SeedFn, Segment, run_plan
+from ..runtime.executor import CheckFn, ExecStats, Pieces, SeedFn, Segment, run_plan
 from ..runtime.memory import MemoryMeter
 from ..runtime.probe import StepSizes
 from .recurrent import _check_policy
@@ -125,6 +137,7 @@ class _FusedSegment(Segment):
         hidden_out: int,
         dropout: float,
         chunk: int,
+        keep_chunk: int = _MAX_CHUNK,
         lengths: Tensor | None = None,
         force_packed: bool = False,
         quiet: bool = False,
@@ -137,6 +150,7 @@ class _FusedSegment(Segment):
         self.hidden_out = hidden_out
         self.dropout = dropout if self.num_layers > 1 else 0.0
         self.chunk = chunk
+        self.keep_chunk = keep_chunk
         self.lengths = lengths  # sorted decreasing, CPU int64, or None: every step valid
         self.active: list[int] | None = None  # sequences still running at step t+1
         if lengths is not None:
@@ -236,7 +250,7 @@ class _FusedSegment(Segment):
         check: CheckFn | None,
     ) -> tuple[Tensor | list[Tensor] | None, tuple[Tensor, ...]]:
         L = x.shape[0]
-        step = L if torch.is_grad_enabled() else max(1, self.chunk)
+        step = max(1, self.keep_chunk if torch.is_grad_enabled() else self.chunk)
         ys: list[Tensor] = []
         y: Tensor | None = None
         for i in range(0, L, step):
@@ -251,7 +265,7 @@ class _FusedSegment(Segment):
             check(t0 + L, y[-1], state)
         if out is not None or not keep_y:
             return None, state
-        return (ys[0] if len(ys) == 1 else torch.cat(ys)), state
+        return (ys[0] if len(ys) == 1 else Pieces(ys)), state
 
 
 # ---------------------------------------------------------------------------------------
@@ -269,12 +283,15 @@ class FusedSizes:
         run_bytes: kept per fused call (run) on top of its steps.
         sweep_step_bytes: transient memory per step of a call without autograd.
         sweep_bytes: transient memory per call without autograd, on top of its steps.
+        keep_step_bytes: transient memory per step of a kept call's backward (NOTE [
+            Kept runs in pieces ]).
     """
 
     step: StepSizes
     run_bytes: int
     sweep_step_bytes: int
     sweep_bytes: int
+    keep_step_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -292,12 +309,14 @@ class FusedPlan:
             planner's accounting (NOTE [ What a fused run keeps ]).
         chunks: per recurrence, the steps per fused call in a sweep that keeps nothing.
         budget: the whole budget in bytes.
+        keep_chunks: per recurrence, the most steps per fused call in a kept run.
     """
 
     plans: tuple[BudgetPlan, ...]
     run_bytes: tuple[int, ...]
     chunks: tuple[int, ...]
     budget: int
+    keep_chunks: tuple[int, ...] = ()
 
     @property
     def predicted_peak(self) -> int:
@@ -328,22 +347,23 @@ class FusedPlan:
         )
 
 
-def _live_runs(plan: Plan) -> tuple[int, int]:
-    """``(most kept runs alive at once, forward runs)`` of ``plan``.
+def _live_runs(plan: Plan) -> tuple[int, int, int]:
+    """``(most kept runs alive at once, forward runs, longest kept run)`` of ``plan``.
 
     HSM and recompute-all keep one one-step run at a time; their runs are counted from
     their shape rather than by replaying what may be hundreds of thousands of ops."""
     T = plan.chain.length
     if plan.policy in ("hsm", "recompute_all"):
-        return 1, 2 * T
+        return 1, 2 * T, 1
     if plan.policy == "store_all":
-        return 1, 1
+        return 1, 1, T
     kept: dict[int, int] = {}
-    most = runs = 0
+    most = runs = longest = 0
     for op in plan.ops:
         if isinstance(op, ForwardKeep):
             kept[op.stop] = op.start
             most = max(most, len(kept))
+            longest = max(longest, op.stop - op.start)
             runs += 1
         elif isinstance(op, Forward):
             runs += 1
@@ -351,7 +371,7 @@ def _live_runs(plan: Plan) -> tuple[int, int]:
             s = op.stop
             while s > op.start and s in kept:
                 s = kept.pop(s)
-    return most, runs
+    return most, runs, longest
 
 
 _Fit = tuple[BudgetPlan, int, int]  # plan, run_bytes, runs
@@ -360,9 +380,10 @@ _Fit = tuple[BudgetPlan, int, int]  # plan, run_bytes, runs
 @lru_cache(maxsize=128)
 def _plan_one(
     sizes: FusedSizes, length: int, budget: int, policy: str, working: Working, owner: str,
-    batch: int, chunk: int,
+    batch: int, chunk: int, keep_chunk: int = _MAX_CHUNK, keep_step: int = 0,
 ) -> tuple[BudgetPlan, int]:
-    """Plan one recurrence with ``chunk``-step sweeps; ``(plan, run_bytes)``.
+    """Plan one recurrence with ``chunk``-step sweeps and kept runs in calls of at most
+    ``keep_chunk`` steps; ``(plan, run_bytes)``.
 
     NOTE [ Plans with per-run memory ]
     A plan that keeps ``k`` runs at once needs ``(k - 1) * run_bytes`` more than the
@@ -403,8 +424,10 @@ def _plan_one(
                                segment=segment)
 
     def fits(bp: BudgetPlan) -> tuple[_Fit | None, int]:
-        live, runs = _live_runs(bp.plan)
-        extra = max(0, live - 1) * sizes.run_bytes
+        live, runs, longest = _live_runs(bp.plan)
+        # NOTE [ Kept runs in pieces ]: the backward of the longest call
+        extra = (max(0, live - 1) * sizes.run_bytes
+                 + max(0, min(longest, keep_chunk) - 1) * keep_step)
         over = bp.predicted_peak + extra - budget
         return ((bp, extra, runs) if over <= 0 else None), over
 
@@ -502,7 +525,7 @@ def _measure(
             return x.requires_grad_(), tuple(s.requires_grad_() for s in st)
         return x, st
 
-    segment.chunk = max(_PROBE_LENGTHS)
+    segment.chunk = segment.keep_chunk = max(_PROBE_LENGTHS)
     kept: dict[int, int] = {}
     state_bytes = 0
     for L in _PROBE_LENGTHS:
@@ -513,6 +536,19 @@ def _measure(
         kept[L] = max(meter.peak, held)
         state_bytes = sum(t.numel() * t.element_size() for t in new)
         del ys, new
+    back: dict[int, int] = {}  # a kept call's backward, beyond what the call holds
+    for L in _PROBE_LENGTHS[1:]:
+        x, st = inputs(L, True)
+        x = x.detach()  # the input's gradient is charged by _plan where it is needed
+        with torch.enable_grad():
+            ys, new = segment.run(0, x, st, out=None, keep_y=True, seed=None, check=None)
+        assert isinstance(ys, Tensor)
+        outs = [ys, *new]
+        grads = [torch.ones_like(o) for o in outs]
+        with MemoryMeter(device) as meter:
+            torch.autograd.grad(outs, [*st, *segment.flat], grads, allow_unused=True)
+        back[L] = meter.peak
+        del ys, new, outs, grads
     swept: dict[int, int] = {}
     for L in _PROBE_LENGTHS[1:]:
         x, st = inputs(L, False)
@@ -524,6 +560,7 @@ def _measure(
     run_bytes = max(0, *(kept[L] - L * internal for L in _PROBE_LENGTHS))
     sweep_step = max(0, math.ceil((swept[L2] - swept[L1]) / (L2 - L1)))
     sweep = max(0, *(swept[L] - L * sweep_step for L in (L1, L2)))
+    keep_step = max(0, math.ceil((back[L2] - back[L1]) / (L2 - L1)))
     elt = torch.empty((), dtype=dtype).element_size()
     step = StepSizes(
         state_bytes=state_bytes,
@@ -532,7 +569,7 @@ def _measure(
         saved_bytes=internal,
     )
     x1, st1 = inputs(1, False)
-    return FusedSizes(step, run_bytes, sweep_step, sweep), [x1[0], *st1]
+    return FusedSizes(step, run_bytes, sweep_step, sweep, keep_step), [x1[0], *st1]
 
 
 # ---------------------------------------------------------------------------------------
@@ -631,12 +668,13 @@ class _BudgetedRNN(nn.RNNBase):
         return self.training and self.dropout > 0 and not self.bidirectional
 
     def _segment(self, layers: tuple[int, ...], direction: int, *, chunk: int = 1,
-                 lengths: Tensor | None = None, force_packed: bool = False) -> _FusedSegment:
+                 keep_chunk: int = _MAX_CHUNK, lengths: Tensor | None = None,
+                 force_packed: bool = False) -> _FusedSegment:
         return _FusedSegment(
             self.mode, self._weights(layers, direction), has_biases=self.bias,
             hidden_out=self._hidden_out,
             dropout=self.dropout if self._dropout_active() else 0.0,
-            chunk=chunk, lengths=lengths, force_packed=force_packed,
+            chunk=chunk, keep_chunk=keep_chunk, lengths=lengths, force_packed=force_packed,
             # cuDNN warns when a call's weights are not the module's one flat buffer
             quiet=self.bidirectional or self._dropout_active(),
         )
@@ -671,8 +709,9 @@ class _BudgetedRNN(nn.RNNBase):
                     max(sizes.run_bytes, sp.run_bytes),
                     max(sizes.sweep_step_bytes, sp.sweep_step_bytes),
                     max(sizes.sweep_bytes, sp.sweep_bytes),
+                    max(sizes.keep_step_bytes, sp.keep_step_bytes),
                 )
-            seg.chunk = 1
+            seg.chunk = seg.keep_chunk = 1
             working = measure_working(
                 cast(Any, seg), example[0], tuple(example[1:]), params, sizes.step)
         self._sizes[key] = (sizes, working)
@@ -681,13 +720,14 @@ class _BudgetedRNN(nn.RNNBase):
     # --- planning --------------------------------------------------------------------------
 
     def _plan(self, T: int, B: int, budget: int, device: torch.device, dtype: torch.dtype,
-              packed: bool) -> FusedPlan:
+              packed: bool, input_grad: bool = True) -> FusedPlan:
         name = type(self).__name__
         recs = self._recurrences()
         share = budget // len(recs)
         plans: list[BudgetPlan] = []
         extras: list[int] = []
         chunks: list[int] = []
+        keeps: list[int] = []
         minimum = 0
         for i in range(len(recs)):
             sizes, working = self._probe(i, B, device, dtype, packed)
@@ -696,12 +736,21 @@ class _BudgetedRNN(nn.RNNBase):
                 chunk = max(1, min(_MAX_CHUNK, share // (_CHUNK_SHARE * sizes.sweep_step_bytes)))
             else:
                 chunk = _MAX_CHUNK
+            keep = _MAX_CHUNK
+            # NOTE [ Kept runs in pieces ]: a call's backward also returns its input's
+            # gradient where the input needs one (later layers' always do)
+            layers, _, features = recs[i]
+            x_grad = input_grad or layers[0] > 0
+            elt = torch.empty((), dtype=dtype).element_size()
+            keep_step = sizes.keep_step_bytes + (B * features * elt if x_grad else 0)
             try:
                 try:
-                    bp, extra = _plan_one(sizes, T, share, self.policy, working, name, B, chunk)
+                    bp, extra = _plan_one(sizes, T, share, self.policy, working, name, B, chunk,
+                                          keep, keep_step)
                 except InfeasibleBudgetError:  # the smallest budgets sweep one step per call
                     chunk = 1
-                    bp, extra = _plan_one(sizes, T, share, self.policy, working, name, B, chunk)
+                    bp, extra = _plan_one(sizes, T, share, self.policy, working, name, B, chunk,
+                                          keep, keep_step)
             except InfeasibleBudgetError as e:
                 minimum = max(minimum, int(e.minimum))
                 if len(recs) == 1:
@@ -710,6 +759,7 @@ class _BudgetedRNN(nn.RNNBase):
             plans.append(bp)
             extras.append(extra)
             chunks.append(chunk)
+            keeps.append(keep)
         if minimum:
             total = minimum * len(recs)
             raise InfeasibleBudgetError(
@@ -720,7 +770,7 @@ class _BudgetedRNN(nn.RNNBase):
                 "the sequence",
                 minimum=total,
             )
-        return FusedPlan(tuple(plans), tuple(extras), tuple(chunks), budget)
+        return FusedPlan(tuple(plans), tuple(extras), tuple(chunks), budget, tuple(keeps))
 
     def _where(self, device: torch.device | str | None, dtype: torch.dtype | None
                ) -> tuple[torch.device, torch.dtype]:
@@ -737,6 +787,7 @@ class _BudgetedRNN(nn.RNNBase):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         packed: bool = False,
+        input_requires_grad: bool = True,
     ) -> FusedPlan:
         """The plan a call with this length and batch would run, without running it.
 
@@ -745,7 +796,8 @@ class _BudgetedRNN(nn.RNNBase):
         what ``memory_budget`` bounds) and ``.time_overhead()`` against storing
         everything. ``memory_budget`` defaults to the module's own; ``None`` plans
         with an unbounded budget (storing everything). ``packed=True`` plans for a
-        ``PackedSequence`` input.
+        ``PackedSequence`` input; ``input_requires_grad=False`` for an input that needs
+        no gradient (a call's backward then returns none: NOTE [ Kept runs in pieces ]).
         """
         name = type(self).__name__
         for arg, value in (("seq_len", seq_len), ("batch_size", batch_size)):
@@ -755,7 +807,7 @@ class _BudgetedRNN(nn.RNNBase):
         arg = self.memory_budget if memory_budget == "module" else memory_budget
         budget = resolve_budget(arg, dev, owner=name)
         return self._plan(seq_len, batch_size, 2**62 if budget is None else budget, dev, dt,
-                          packed)
+                          packed, input_requires_grad)
 
     def minimum_budget(
         self,
@@ -852,12 +904,14 @@ class _BudgetedRNN(nn.RNNBase):
         T, B, _ = x.shape
         budget = resolve_budget(self.memory_budget, x.device, owner=name)
         assert budget is not None
-        fplan = self._plan(T, B, budget, x.device, x.dtype, packed is not None)
+        fplan = self._plan(T, B, budget, x.device, x.dtype, packed is not None,
+                           x.requires_grad)
         stats: list[ExecStats] = []
 
         def run(i: int, xin: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
             layers, d, _ = self._recurrences()[i]
-            seg = self._segment(layers, d, chunk=fplan.chunks[i], lengths=lengths)
+            seg = self._segment(layers, d, chunk=fplan.chunks[i], keep_chunk=fplan.keep_chunks[i],
+                                lengths=lengths)
             params = tuple(seg.flat)
             y, final, st = run_plan(seg, xin, state, params, fplan.plans[i].plan)
             stats.append(st)

@@ -44,7 +44,8 @@ from torch.autograd.function import once_differentiable
 from ..errors import PlanError, RecomputeMismatchError
 from ..plan import Backward, Forward, ForwardKeep, FreeHidden, KeepHidden, Op, Plan
 
-__all__ = ["ExecStats", "Segment", "StepFn", "StepSegment", "draw_base_seed", "run_plan", "step_rng"]
+__all__ = ["ExecStats", "Pieces", "Segment", "StepFn", "StepSegment", "draw_base_seed", "run_plan",
+           "step_rng"]
 
 #: ``step(x_t, state) -> (y_t, new_state)`` on flat tuples of state tensors.
 StepFn = Callable[[Tensor, tuple[Tensor, ...]], tuple[Tensor, tuple[Tensor, ...]]]
@@ -98,6 +99,11 @@ class _Run:
     state: tuple[Tensor, ...]
 
 
+class Pieces(list[Tensor]):
+    """A run's outputs as consecutive multi-step pieces, each ``(L_i, B, H)``: what a
+    segment returns when it runs one kept run in several calls (no concatenated copy)."""
+
+
 SeedFn = Callable[[int], None]
 CheckFn = Callable[[int, Tensor, tuple[Tensor, ...]], None]
 
@@ -106,7 +112,8 @@ class Segment:
     """Runs steps ``t0+1 .. t0+L`` of a recurrence in one call: what the executor drives.
 
     ``run(t0, x, state, *, out, seed, check)`` gets ``x`` of shape (L, B, F) and returns
-    ``(ys, new_state)``: ``ys`` is an (L, B, H) tensor or a list of L (B, H) tensors.
+    ``(ys, new_state)``: ``ys`` is an (L, B, H) tensor, a list of L (B, H) tensors, or
+    :class:`Pieces` of consecutive (L_i, B, H) tensors.
     When ``out`` is given (the first sweep, no graph), it writes the outputs there and may
     return ``None`` for ``ys``; with ``keep_y=False`` (a re-run sweep) nobody needs the
     outputs and it may return ``None`` too. ``seed(t)``, when given, seeds the generators for step
@@ -244,11 +251,15 @@ class _Execution:
 
     def _store_y(self, start: int, ys: Tensor | list[Tensor] | None) -> None:
         assert ys is not None
-        first = ys[0]
+        first = ys[0][0] if isinstance(ys, Pieces) else ys[0]
         if self.y is None:  # y's shape is known once the first step has run
             self.y = torch.empty((self.T, *first.shape), dtype=first.dtype, device=first.device)
         if isinstance(ys, Tensor):
             self.y[start : start + ys.shape[0]].copy_(ys.detach())
+        elif isinstance(ys, Pieces):
+            for y in ys:
+                self.y[start : start + y.shape[0]].copy_(y.detach())
+                start += y.shape[0]
         else:
             for i, y in enumerate(ys):
                 self.y[start + i].copy_(y.detach())
@@ -382,6 +393,13 @@ class _Execution:
                 if run.ys.requires_grad:
                     outputs.append(run.ys)
                     grads.append(gy[run.start : run.stop])
+            elif isinstance(run.ys, Pieces):
+                at = run.start
+                for y in run.ys:
+                    if y.requires_grad:
+                        outputs.append(y)
+                        grads.append(gy[at : at + y.shape[0]])
+                    at += y.shape[0]
             else:
                 for i, y in enumerate(run.ys):
                     if y.requires_grad:
