@@ -6,15 +6,16 @@ parameters and ``state_dict`` keys, same inputs and outputs, and, with
 ``memory_budget=None`` or without autograd, exactly torch's forward. With a budget and
 gradients on, the sequence is back-propagated through time by a plan of
 :func:`mbrnn.plan.solve` (Gruslys et al., "Memory-Efficient Backpropagation Through
-Time", NeurIPS 2016), and every contiguous run of steps of that plan executes as one call
+Time", NeurIPS 2016), and every contiguous run of steps of that plan executes in calls
 of the fused multi-step kernel ``nn.LSTM`` itself uses (cuDNN on CUDA, oneDNN or ATen on
-CPU). Gradients are those of plain backpropagation through time.
+CPU), one per run of up to 1,024 steps. Gradients are those of plain backpropagation through time.
 
 NOTE [ Fused segments ]
 The executor (:mod:`mbrnn.runtime.executor`) drives a :class:`~mbrnn.runtime.executor.Segment`:
 ``_FusedSegment.run`` gets a whole run ``t0+1 .. t0+L`` and makes one ``torch._VF.lstm``
 (``gru``, ``rnn_tanh``, ``rnn_relu``) call for it, all layers at once. A run whose
-internal states are kept is one call under autograd, hence one graph; a sweep that keeps
+internal states are kept is one call under autograd (calls of at most ``keep_chunk`` =
+1,024 steps beyond that: NOTE [ Kept runs in pieces ]), hence one graph; a sweep that keeps
 nothing runs without autograd in pieces of ``chunk`` steps, because a fused call allocates
 its whole output (and, on ATen's CPU path, its input projections) up front: a piece of
 ``chunk`` steps bounds that transient memory, and the plan counts it.
