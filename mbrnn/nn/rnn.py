@@ -414,8 +414,9 @@ def _plan_one(
     deliberately low ``RUN_COST_STEPS = 2``: each run saved is worth two forward steps,
     less than it measured at ``B = 32``. At ``T = 1000``, ``B = 32``, 5 % of the
     activation memory, that picks Chen's plan (1,992 steps in 63 runs) over the optimal
-    MSM plan (1,985 steps in 149 runs), which measured 10 % slower. The choice stays a
-    pure function of the probed sizes, so plans are reproducible.
+    MSM plan (1,985 steps in 149 runs), which measured 3 to 15 % slower in three benchmark
+    runs. The choice stays a pure function of the probed sizes, so plans are
+    reproducible.
     """
     sweep = sizes.sweep_bytes + chunk * sizes.sweep_step_bytes
     w = Working(single=working.single + sweep, multi=working.multi + sweep)
