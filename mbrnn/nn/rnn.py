@@ -408,11 +408,12 @@ def _plan_one(
     NOTE [ Per-run time ]
     The planner counts forward steps; a fused call also costs a fixed time of its own
     (oneDNN reorders the weights and cuDNN sets up its descriptors on every call). On
-    the CPU this machine's README benchmarks ran on (one thread, ``H = 256``), a call
-    cost as much as 3.7 to 5 steps at ``B = 32``, 9 at ``B = 8`` and 0.2 at ``B = 128``.
-    ``"auto"`` ranks plans by ``forward_steps + RUN_COST_STEPS * runs`` with a
-    deliberately low ``RUN_COST_STEPS = 2``: each run saved is worth two forward steps,
-    less than it measured at ``B = 32``. At ``T = 1000``, ``B = 32``, 5 % of the
+    the CPU the README's benchmarks ran on (one thread), ``scripts/bench_calls.py``
+    measured a call as 1.0 to 1.1 steps at ``B = 32, H = 256``, 3.4 to 3.6 at
+    ``H = 64``, 4.7 to 5.4 at ``H = 1024``, 14 to 17 at ``B = 8`` and 0.1 at
+    ``B = 128`` (steps of 64-step calls, without autograd). ``"auto"`` ranks plans by
+    ``forward_steps + RUN_COST_STEPS * runs`` with ``RUN_COST_STEPS = 2``, within that
+    range: each run saved is worth two forward steps. At ``T = 1000``, ``B = 32``, 5 % of the
     activation memory, that picks Chen's plan (1,992 steps in 63 runs) over the optimal
     MSM plan (1,985 steps in 149 runs), which measured 3 to 15 % slower in three benchmark
     runs. The choice stays a pure function of the probed sizes, so plans are

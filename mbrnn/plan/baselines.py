@@ -55,8 +55,9 @@ def chen_ops(T: int, segment: int | None = None) -> Iterator[Op]:
     """Chen et al. (2016) sqrt(T) checkpointing.
 
     Segments of ``k = ceil(sqrt(T))`` steps, or ``segment`` steps where given (shorter
-    segments keep more hidden states and fewer internal states at once). The first sweep keeps ``h`` at every segment
-    start except ``0`` and the last one, and runs the last segment keeping its internal
+    segments keep more hidden states and fewer internal states at once). The first
+    sweep keeps ``h`` at every segment start except ``0`` and the last one, and runs
+    the last segment keeping its internal
     states. Each earlier segment is then re-run once from its start keeping internal
     states, and back-propagated. With ``B`` the start of the last segment,
     ``C = T + B``; while segment ``i`` (0-based) is back-propagated, ``i + 1`` hidden
