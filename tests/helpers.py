@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import heapq
+import importlib.util
 import itertools
+import sys
 from functools import cache
+from pathlib import Path
+from types import ModuleType
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -107,3 +112,14 @@ class PeepholeLSTM(Cell[LSTMState]):
         o = torch.sigmoid(o + self.weight_peep[2] * c_next)
         h_next = o * torch.tanh(c_next)
         return h_next, (h_next, c_next)
+
+
+def load_script(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """``scripts/<name>.py`` as a module, registered in ``sys.modules`` for the test."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    return module

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import load_script
 
 from mbrnn.nn.rnn import RUN_COST_STEPS
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def test_quick_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = importlib.util.spec_from_file_location("bench_calls", ROOT / "scripts" / "bench_calls.py")
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "bench_calls", bench)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench_calls", monkeypatch)
     threads = torch.get_num_threads()
     try:
         assert bench.main(["--quick", "--out", str(tmp_path)]) == 0

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from helpers import load_script
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
@@ -619,11 +618,7 @@ def test_cudnn_dropout_replays_and_stays_quiet() -> None:
 
 
 def test_bench_bptt_quick(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = importlib.util.spec_from_file_location("bench_bptt", ROOT / "scripts" / "bench_bptt.py")
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "bench_bptt", bench)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench_bptt", monkeypatch)
     assert bench.main(["--quick", "--quiet", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "bptt.json").read_text())
     assert result["quick"] is True and set(result["machine"]) >= {"nproc", "device"}
