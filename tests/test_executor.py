@@ -165,7 +165,9 @@ def test_autocast_bf16_matches_plain_autocast() -> None:
     g_ref = _grads(y_ref.float().sum(), [x, *params])
     g = _grads(y.float().sum(), [x, *params])
     assert stats.forward_steps == plan.forward_steps > T
-    assert torch.equal(g[0], g_ref[0])  # input gradients: the same bf16 ops, bit for bit
+    # input gradients: the same bf16 ops, but two code paths (a kept run's autograd.grad
+    # against one backward), so bf16 tolerances rather than bits
+    torch.testing.assert_close(g[0], g_ref[0], rtol=1.6e-2, atol=1e-5)
     for a, b in zip(g[1:], g_ref[1:], strict=True):
         # plain autograd's autocast weight cache sums every step's weight gradient through
         # one bf16 cast; the replay casts per step and sums in float32: bf16-level agreement

@@ -390,7 +390,11 @@ def test_no_budget_or_no_grad_is_torchs_forward() -> None:
     m.memory_budget = "1MiB"
     with torch.no_grad():
         y2, _ = m(x)
-    assert m.last_plan is None and torch.equal(y2, y_ref)
+        y2_ref, _ = ref(x)
+    # no_grad may pick other kernels than grad mode (oneDNN on AVX2 does): compare each
+    # mode with torch's own module in the same mode
+    assert m.last_plan is None and torch.equal(y2, y2_ref)
+    torch.testing.assert_close(y2, y_ref)
 
 
 def test_plan_for_predicts_without_running() -> None:
