@@ -24,7 +24,8 @@ from typing import Any
 from .errors import InfeasibleBudgetError, PlanError
 from .plan.chain import Chain
 from .plan.ops import Plan
-from .plan.sizes import format_size, parse_size
+from .sizes import format_size, parse_size
+from .plan.simulate import simulate
 from .plan.solver import POLICIES, solve
 
 __all__ = ["CommandError", "PlanSummary", "build_parser", "main"]
@@ -228,7 +229,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         ) from exc
     t1 = time.perf_counter()
     try:
-        sim = plan.simulation  # replays the ops: peak, runs, states kept
+        sim = simulate(plan)  # replays the ops: peak, runs, states kept
     except PlanError as exc:
         raise CommandError(
             f"policy {plan.policy!r} produced an invalid plan for --seq-len {chain.length} and "

@@ -5,7 +5,7 @@ Two measurements, written to ``<out>/planner.json`` and drawn to ``<out>/planner
 1. Planning time per policy for ``T`` in {1e3, 1e4, 1e5, 1e6} and budgets of 1, 5, 20
    and 50 % of the store-all peak (state size 1, internal size 4: alpha = 4). ``solve()``
    is lazy: it computes ``forward_steps`` and a recipe for the ops. So three times are
-   recorded apart: ``solve`` (median of a few repeats, the ``_table`` cache cleared
+   recorded apart: ``solve`` (median of a few repeats, the ``tables`` cache cleared
    before each), ``emit`` (generating the ops: ``list(plan.ops)``) and ``replay``
    (``simulate_ops`` on them: validity, peak, runs). A combination whose time,
    extrapolated linearly in ``T`` from the previous length, would pass ``--max-seconds``
@@ -46,7 +46,7 @@ import numpy as np
 
 from mbrnn.errors import InfeasibleBudgetError, PlanError
 from mbrnn.plan import Chain, Plan, simulate_ops, solve
-from mbrnn.plan.solver import _table
+from mbrnn.plan.table import tables
 
 R = TypeVar("R")
 
@@ -167,7 +167,7 @@ def time_solve(chain: Chain, budget: float, policy: str,
     """Up to ``cfg.repeats`` cold solves, stopping once they add up to ``repeat_seconds``."""
     times: list[float] = []
     while True:
-        _table.cache_clear()
+        tables.clear()
         dt, plan = timed(lambda: solve(chain, budget, policy))
         times.append(dt)
         if len(times) >= cfg.repeats or sum(times) > cfg.repeat_seconds:
@@ -267,12 +267,12 @@ def bench_gap(cfg: BenchConfig, log: Callable[[str], None]) -> list[GapRow]:
                     rows.append(GapRow(T, frac, budget, "msm", leaf, "skipped", (
                         f"exact table ~T^2*budget = {work:.2g} > {cfg.gap_max_work:.2g}")))
                 continue
-            _table.cache_clear()
+            tables.clear()
             exact_seconds, exact = timed(lambda c=chain, b=budget: solve(c, b, "msm", exact=True))
             for leaf in leaves:
                 row = GapRow(T, frac, budget, "msm", leaf, "ok")
                 rows.append(row)
-                _table.cache_clear()
+                tables.clear()
                 row.hierarchical_seconds, hier = timed(
                     lambda c=chain, b=budget, L=leaf: solve(c, b, "msm", leaf=L))
                 assert not hier.exact

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from mbrnn import cli
-from mbrnn.plan import Backward, Chain, OpSequence, Plan, solve
+from mbrnn.plan import Backward, Chain, OpSequence, Plan, simulate, solve
 from mbrnn.plan.plot import _read_schedule, plot_plan, tradeoff_curves
-from mbrnn.plan.sizes import format_size
+from mbrnn.sizes import format_size
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -55,10 +55,10 @@ def test_summary_matches_solve(capsys: pytest.CaptureFixture[str], policy: str) 
     assert f"policy          {plan.policy}" in out
     assert f"forward steps   {plan.forward_steps:,} = {plan.recompute_factor:.4f} x T" in out
     assert f"time overhead   {plan.time_overhead(2.0):.4f} x store-all" in out
-    assert f"peak memory     {format_size(plan.peak)} = " in out
+    assert f"peak memory     {format_size(simulate(plan).peak)} = " in out
     assert f"store-all {format_size(SMALL_CHAIN.store_all_peak)}" in out
-    assert f"{plan.kept_hidden:,} hidden states, {plan.kept_internal:,} internal states" in out
-    assert f"forward runs    {plan.runs:,} (" in out
+    assert f"{simulate(plan).max_hidden:,} hidden states, {simulate(plan).max_internal:,} internal states" in out
+    assert f"forward runs    {simulate(plan).runs:,} (" in out
     assert "planning time" in out
     assert ("chosen by auto" in out) == (policy == "auto")
 
@@ -88,12 +88,12 @@ def test_json_matches_solve(capsys: pytest.CaptureFixture[str]) -> None:
     assert report["budget"] == SMALL_BUDGET
     assert report["forward_steps"] == plan.forward_steps
     assert report["time_overhead"] == pytest.approx(plan.time_overhead(1.5))
-    assert report["peak"] == plan.peak <= SMALL_BUDGET
-    assert report["peak_fraction"] == pytest.approx(plan.peak / SMALL_CHAIN.store_all_peak)
+    assert report["peak"] == simulate(plan).peak <= SMALL_BUDGET
+    assert report["peak_fraction"] == pytest.approx(simulate(plan).peak / SMALL_CHAIN.store_all_peak)
     assert report["store_all_peak"] == SMALL_CHAIN.store_all_peak
-    assert report["runs"] == plan.runs
-    assert report["kept_hidden"] == plan.kept_hidden
-    assert report["kept_internal"] == plan.kept_internal
+    assert report["runs"] == simulate(plan).runs
+    assert report["kept_hidden"] == simulate(plan).max_hidden
+    assert report["kept_internal"] == simulate(plan).max_internal
     assert report["solve_seconds"] >= 0
     assert report["plot"] is None
 
@@ -145,7 +145,7 @@ def test_infeasible_budget(capsys: pytest.CaptureFixture[str]) -> None:
 def test_infeasible_budget_for_a_baseline(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "plan", *SMALL[:-1], "50KiB", "--policy", "chen")
     assert code == 2
-    chen_peak = solve(SMALL_CHAIN, SMALL_CHAIN.store_all_peak, "chen").peak
+    chen_peak = simulate(solve(SMALL_CHAIN, SMALL_CHAIN.store_all_peak, "chen")).peak
     assert_one_line_error(err, f"the minimum {format_size(chen_peak)}", "policy 'chen'",
                           "or use --policy auto")
 
@@ -218,7 +218,7 @@ def test_console_script_entry_point() -> None:
 
 
 def test_cli_and_plot_import_neither_torch_nor_matplotlib() -> None:
-    code = ("import sys, mbrnn.cli, mbrnn.plan.plot, mbrnn.plan.sizes; "
+    code = ("import sys, mbrnn.cli, mbrnn.plan.plot, mbrnn.sizes; "
             "bad = sorted(m for m in ('torch', 'matplotlib') if m in sys.modules); "
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -297,7 +297,7 @@ def test_tradeoff_curves_long_sequences_use_few_solves() -> None:
 def test_schedule_downsampling_keeps_long_runs() -> None:
     chain = Chain(5000, 1.0, 4.0)
     plan = solve(chain, 20.0, "hsm")  # tens of thousands of short ops
-    n_ops = plan.simulation.num_ops
+    n_ops = simulate(plan).num_ops
     sched = _read_schedule(plan.ops, chain.length, max_drawn=800, max_read=10**7)
     drawn = sum(len(sched.segments(k)) for k in ("forward", "keep", "backward"))
     assert sched.ops_read == n_ops and sched.complete

@@ -11,7 +11,8 @@ import pytest
 from mbrnn.plan import Chain, simulate, solve
 from mbrnn.plan.hierarchy import _granularities, plan_levels
 from mbrnn.plan.ops import Op, OpSequence, Plan
-from mbrnn.plan.solver import _hierarchical, _table
+from mbrnn.plan.hierarchy import hierarchical
+from mbrnn.plan.table import build_table, tables
 
 
 @pytest.mark.parametrize(("T", "alpha"), [(300, 3.0), (257, 4.0), (199, 1.0)])
@@ -26,12 +27,12 @@ def test_multi_level_plans_replay_to_their_cost(T: int, alpha: float, leaf: int,
     assert T // gs[-1] <= nmax
     for budget in (2, 3, 6, 10, 20, 40, 100, 300, 900):
         u = chain.discretise(budget)
-        cost, factory = _hierarchical(T, u.m, u.s, u.a, True, leaf=leaf, nmax=nmax)
+        cost, factory = hierarchical(T, u.m, u.s, u.a, True, leaf=leaf, nmax=nmax)
         plan = Plan("msm", chain, float(budget), cost, OpSequence(factory), False)
         sim = simulate(plan)
         assert sim.forward_steps == cost
         assert sim.peak <= budget
-        assert cost >= int(_table(T, u.m, u.s, u.a, True, True)[T, u.m])
+        assert cost >= int(tables(T, u.m, u.s, u.a, True, True)[T, u.m])
 
 
 @pytest.mark.parametrize("fraction", [0.005, 0.01, 0.02, 0.05, 0.2, 0.5])
@@ -73,17 +74,16 @@ def test_bad_arguments() -> None:
 
 def test_table_cache_answers_smaller_requests_with_views() -> None:
     """A cached table answers any shorter, narrower request; the view equals a fresh table."""
-    from mbrnn.plan.solver import _build_table
 
-    _table.cache_clear()
-    big = _table(60, 90, 2, 5, True, True)
-    small = _table(40, 50, 2, 5, True, True)
+    tables.clear()
+    big = tables(60, 90, 2, 5, True, True)
+    small = tables(40, 50, 2, 5, True, True)
     assert small.base is big or small.base is big.base
-    assert np.array_equal(small, _build_table(40, 50, 2, 5, True, True))
-    other = _table(40, 50, 2, 5, False, True)  # ism: another key, another table
+    assert np.array_equal(small, build_table(40, 50, 2, 5, True, True))
+    other = tables(40, 50, 2, 5, False, True)  # ism: another key, another table
     assert other.base is None and not np.array_equal(other, small)
-    assert _table.decider(small, 2, 5, True, True) is _table.decider(big, 2, 5, True, True)
-    _table.cache_clear()
+    assert tables.decider(small, 2, 5, True, True) is tables.decider(big, 2, 5, True, True)
+    tables.clear()
 
 
 def test_a_complete_iteration_of_the_ops_is_kept() -> None:

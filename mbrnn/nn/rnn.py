@@ -88,9 +88,9 @@ from torch import _VF, Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ..errors import InfeasibleBudgetError
-from ..plan import EXACT_LIMIT, Backward, Forward, ForwardKeep, Plan
+from ..plan import EXACT_LIMIT, Backward, Forward, ForwardKeep, Plan, summary
 from ..plan.baselines import chen_cost, chen_segment
-from ..plan.sizes import format_size
+from ..sizes import format_size
 from ..runtime.budget import (
     Budget,
     BudgetPlan,
@@ -331,7 +331,7 @@ class FusedPlan:
     @property
     def runs(self) -> int:
         """Forward runs of all plans: kernel calls, sweeps' pieces aside."""
-        return sum(bp.plan.runs for bp in self.plans)
+        return sum(summary(bp.plan).runs for bp in self.plans)
 
     def time_overhead(self, beta: float = 2.0) -> float:
         """Predicted time against storing everything (the mean over recurrences)."""

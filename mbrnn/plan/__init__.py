@@ -7,6 +7,9 @@ from .baselines import chen_ops as chen_ops
 from .baselines import recompute_all_ops as recompute_all_ops
 from .baselines import store_all_ops as store_all_ops
 from .chain import Chain as Chain
+from .hierarchy import EXACT_LIMIT as EXACT_LIMIT
+from .hsm import hsm_cost as hsm_cost
+from .hsm import hsm_split as hsm_split
 from .ops import Backward as Backward
 from .ops import Forward as Forward
 from .ops import ForwardKeep as ForwardKeep
@@ -15,13 +18,14 @@ from .ops import KeepHidden as KeepHidden
 from .ops import Op as Op
 from .ops import OpSequence as OpSequence
 from .ops import Plan as Plan
+from .policy import POLICIES as POLICIES
+from .policy import Policy as Policy
+from .policy import check_policy as check_policy
+from .policy import rank as rank
 from .simulate import Simulation as Simulation
 from .simulate import simulate as simulate
 from .simulate import simulate_ops as simulate_ops
-from .solver import EXACT_LIMIT as EXACT_LIMIT
-from .solver import POLICIES as POLICIES
-from .solver import hsm_cost as hsm_cost
-from .solver import hsm_split as hsm_split
+from .simulate import summary as summary
 from .solver import solve as solve
 
 __all__ = [
@@ -36,13 +40,17 @@ __all__ = [
     "Op",
     "OpSequence",
     "Plan",
+    "Policy",
     "Simulation",
+    "check_policy",
     "chen_ops",
     "hsm_cost",
     "hsm_split",
+    "rank",
     "recompute_all_ops",
     "simulate",
     "simulate_ops",
     "solve",
     "store_all_ops",
+    "summary",
 ]

@@ -41,9 +41,18 @@ from typing import Final
 
 import numpy as np
 
+from .emit import emit, merge
+from .hsm import hsm_costs, hsm_decide
 from .ops import Backward, Forward, ForwardKeep, FreeHidden, KeepHidden, Op
+from .table import inf_of, tables
 
-__all__ = ["NMIN", "WORK", "HierarchicalPlan", "plan_levels", "units_per_level"]
+__all__ = ["EXACT_LIMIT", "NMIN", "WORK", "HierarchicalPlan", "hierarchical", "plan_levels",
+           "units_per_level"]
+
+#: Longest sequence the exact ISM/MSM table is built for by default.
+EXACT_LIMIT: Final = 1024
+#: Largest exact table (cells) a hierarchical plan builds for its pieces.
+_LEAF_CELLS: Final = 6_000_000
 
 #: Element operations one level's table may take, ``n^2 * K / 2`` for ``n`` units and
 #: ``K`` depths: about half a second. It sets how fine the units are.
@@ -262,3 +271,112 @@ def _emit_levels(
             stack.append(FreeHidden(p + y))
             stack.append((i, p + y, t - y, k + 1))
 
+
+# Equal segments, and the better of the two
+
+
+def _segments(
+    T: int, m: int, s: int, a: int, hsm: bool, C: np.ndarray, Min: int
+) -> tuple[int, Callable[[], Iterator[Op]]] | None:
+    """Equal segments of ``L`` steps, HSM's closed form across them with ``c`` slots, and
+    the exact plan inside each with ``m - c*s``. Cost, exactly::
+
+        L * (C_hsm(n, c) - n) + (n-1) * C(L, m - c*s) + C(L_last, m - c*s)
+
+    ``L`` is searched over a geometric grid up to the table's length and ``c`` over every
+    value, vectorised. A fallback beside :func:`plan_levels`, cheaper when the budget is
+    a handful of hidden states.
+    """
+    Lmax = C.shape[0] - 1
+    best: tuple[int, int, int] | None = None  # (cost, L, c)
+    Ls = sorted({max(1, round(Lmax / 1.25**k)) for k in range(40)} | {Lmax})
+    for L in Ls:
+        n = -(-T // L)
+        last = T - (n - 1) * L
+        cmax = min(n, (m - s) // s)
+        if cmax < 1:
+            continue
+        cs = np.arange(1, cmax + 1)
+        m_in = np.minimum(m - cs * s, Min)
+        inner = (n - 1) * C[L, m_in].astype(np.int64) + C[last, m_in].astype(np.int64)
+        total = L * (hsm_costs(n, cs) - n) + inner
+        total[inner >= inf_of(C)] = np.iinfo(np.int64).max
+        i = int(np.argmin(total))
+        cost = int(total[i])
+        if cost < np.iinfo(np.int64).max and (best is None or cost < best[0]):
+            best = (cost, L, int(cs[i]))
+    if best is None:
+        return None
+    cost, L, c = best
+    n = -(-T // L)
+    m_in = min(m - c * s, Min)
+    decide = tables.decider(C, s, a, hsm, True)
+
+    def seg_pos(P: int) -> int:
+        return min(P * L, T)
+
+    def factory() -> Iterator[Op]:
+        def raw() -> Iterator[Op]:
+            kept = {0}
+            for op in emit(n, c, hsm_decide):
+                if isinstance(op, Forward):
+                    yield Forward(seg_pos(op.start), seg_pos(op.stop))
+                elif isinstance(op, KeepHidden):
+                    kept.add(op.index)
+                    yield KeepHidden(seg_pos(op.index))
+                elif isinstance(op, FreeHidden):
+                    kept.discard(op.index)
+                    yield FreeHidden(seg_pos(op.index))
+                elif isinstance(op, ForwardKeep):  # the macro step being back-propagated
+                    p = seg_pos(op.start)
+                    # its plan re-runs from its start: keep it if the macro plan did not
+                    # (that is the extra slot m_in = m - c*s leaves for it)
+                    own = op.start not in kept
+                    if own:
+                        yield KeepHidden(p)
+                    yield from emit(seg_pos(op.stop) - p, m_in, decide, offset=p)
+                    if own:
+                        yield FreeHidden(p)
+                # the macro Backward is inside the segment's own plan
+
+        return merge(raw())
+
+    return cost, factory
+
+
+def hierarchical(
+    T: int, m: int, s: int, a: int, hsm: bool, leaf: int = EXACT_LIMIT, nmax: int | None = None
+) -> tuple[int, Callable[[], Iterator[Op]]]:
+    """The better of the level ladder (``NOTE [ Hierarchical plans ]`` in
+    :mod:`mbrnn.plan.hierarchy`) and equal segments (:func:`_segments`), both over the
+    exact table for up to ``leaf`` steps. Where that table would exceed ``_LEAF_CELLS``
+    (budgets of thousands of units, from a fine discretisation), the pieces are made
+    shorter instead, down to 128 steps: a coarser plan (see ``tests/test_hierarchy.py``
+    for the gap with 128-step pieces), planned in a fraction of the time."""
+    Lmax = min(T, leaf)
+    wide = 1 << (m - 1).bit_length()  # the same pieces for budgets within a factor of 2,
+    while Lmax > 128 and Lmax * min(wide, s + (Lmax - 1) * a) > _LEAF_CELLS:  # one table
+        Lmax = max(128, Lmax * 3 // 4)
+    Min = min(m, s + (Lmax - 1) * a)
+    C = tables(Lmax, Min, s, a, hsm, True)
+    inf = inf_of(C)
+    decide = tables.decider(C, s, a, hsm, True)
+
+    def exact_costs(lengths: np.ndarray, mems: np.ndarray) -> np.ndarray:
+        c = C[lengths, np.minimum(mems, Min)].astype(np.int64)
+        return np.where(c >= inf, np.iinfo(np.int64).max // 4, c)
+
+    def exact_emit(t: int, mm: int, p: int) -> Iterator[Op]:
+        return emit(t, min(mm, Min), decide, offset=p)
+
+    cands: list[tuple[int, Callable[[], Iterator[Op]]]] = []
+    ladder = plan_levels(T, m, s, a, exact_costs, exact_emit, Lmax, nmax)
+    if ladder is not None:
+        f = ladder.factory
+        cands.append((ladder.cost, lambda: merge(f())))
+    seg = _segments(T, m, s, a, hsm, C, Min)
+    if seg is not None:
+        cands.append(seg)
+    if not cands:
+        raise AssertionError("no hierarchical plan")  # pragma: no cover; m >= 2s checked
+    return min(cands, key=lambda c: c[0])

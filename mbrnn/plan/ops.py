@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import TYPE_CHECKING, overload
 
 if TYPE_CHECKING:
@@ -128,7 +127,7 @@ class OpSequence(Sequence[Op]):
 
 @dataclass(frozen=True)
 class Plan:
-    """An immutable schedule for back-propagating one recurrence within a budget.
+    """An immutable schedule for back-propagating one recurrence within a budget: data.
 
     Attributes:
         policy: the policy that produced it (``"auto"`` resolves to the one chosen).
@@ -137,6 +136,9 @@ class Plan:
         forward_steps: every evaluation of a step's forward, the first sweep included.
         ops: the op sequence (lazy; see :class:`OpSequence`).
         exact: whether ``forward_steps`` is the proven optimum for the policy's moves.
+        stats: the plan's :class:`~mbrnn.plan.simulate.Simulation` where the solver knows
+            it in closed form (``None`` otherwise); :func:`~mbrnn.plan.simulate.summary`
+            gives it for any plan, replaying the ops only where it must.
     """
 
     policy: str
@@ -145,32 +147,7 @@ class Plan:
     forward_steps: int
     ops: OpSequence = field(repr=False, compare=False)
     exact: bool = True
-
-    @cached_property
-    def simulation(self) -> Simulation:
-        from .simulate import simulate
-
-        return simulate(self, self.chain)
-
-    @property
-    def peak(self) -> float:
-        """Peak memory by the planner's accounting, in the budget's unit."""
-        return self.simulation.peak
-
-    @property
-    def runs(self) -> int:
-        """Number of forward runs (``Forward``/``ForwardKeep`` ops): fewer executes faster."""
-        return self.simulation.runs
-
-    @property
-    def kept_hidden(self) -> int:
-        """Most hidden states kept at once (``h[0]`` included)."""
-        return self.simulation.max_hidden
-
-    @property
-    def kept_internal(self) -> int:
-        """Most internal states kept at once (the step being back-propagated excluded)."""
-        return self.simulation.max_internal
+    stats: Simulation | None = field(default=None, repr=False, compare=False)
 
     @property
     def recompute_factor(self) -> float:

@@ -26,9 +26,13 @@ import numpy as np
 
 from .baselines import chen_ops
 from .chain import Chain
+from .hierarchy import EXACT_LIMIT
+from .hsm import hsm_cost
 from .ops import Backward, Forward, ForwardKeep, FreeHidden, KeepHidden, Op, Plan
-from .simulate import simulate_ops
-from .solver import EXACT_LIMIT, POLICIES, _table, hsm_cost, solve
+from .policy import POLICIES
+from .simulate import simulate_ops, summary
+from .solver import solve
+from .table import tables
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -227,7 +231,7 @@ def _optimal_curve(chain: Chain, policy: str, points: int) -> tuple[np.ndarray, 
     if T <= EXACT_LIMIT and 2 * u.s <= M and T * T * M <= _TABLE_WORK:
         # One exact table holds the optimum for every budget at once; solve() per budget
         # would rebuild a table each time (the solver's private _table, read-only here).
-        C = _table(T, M, u.s, u.a, policy == "msm", True)
+        C = tables(T, M, u.s, u.a, policy == "msm", True)
         ms = np.unique(np.geomspace(2 * u.s, M, 512).astype(int))
         return np.append(ms * u.unit, chain.store_all_peak), np.append(C[T, ms], T)
     if T > _SHORT:
@@ -287,7 +291,7 @@ def _draw_tradeoff(ax: Axes, plan: Plan, policies: Sequence[str], curve_points: 
     ax.axvline(plan.budget / full, color="black", ls=":", lw=1)
     ax.text(plan.budget / full, 0.98, " budget", transform=ax.get_xaxis_transform(),
             fontsize=7, va="top")
-    ax.scatter([plan.peak / full], [plan.recompute_factor], marker="*", s=260,
+    ax.scatter([summary(plan).peak / full], [plan.recompute_factor], marker="*", s=260,
                color="gold", edgecolor="black", zorder=5,
                label=f"this plan ({plan.policy}): C/T = {plan.recompute_factor:.3f}")
     ax.set_xscale("log")
@@ -306,6 +310,7 @@ def _draw_tradeoff(ax: Axes, plan: Plan, policies: Sequence[str], curve_points: 
 
 def _title(plan: Plan) -> str:
     chain = plan.chain
+    sim = summary(plan)
     if plan.policy in ("store_all", "recompute_all", "chen"):
         how = "baseline"
     else:
@@ -315,8 +320,8 @@ def _title(plan: Plan) -> str:
         f"{plan.budget / chain.state_size:,.0f} hidden states "
         f"({100 * plan.budget / chain.store_all_peak:.3g}% of store-all), alpha = "
         f"{chain.alpha:.3g}\nC = {plan.forward_steps:,} forward steps = "
-        f"{plan.recompute_factor:.3f} T, peak {100 * plan.peak / chain.store_all_peak:.3g}% "
-        f"of store-all, {plan.runs:,} forward runs"
+        f"{plan.recompute_factor:.3f} T, peak {100 * sim.peak / chain.store_all_peak:.3g}% "
+        f"of store-all, {sim.runs:,} forward runs"
     )
 
 

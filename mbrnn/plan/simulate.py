@@ -1,27 +1,36 @@
 """Symbolic interpreter for plans: the specification an executor must meet.
 
 ``simulate`` replays a plan's ops without running anything, checks that every op is
-legal, counts forward steps and tracks memory by the planner's accounting:
+legal, counts forward steps and runs, and tracks memory by this accounting, at every op:
 
     memory = state_size * |kept hidden states, h[0] included|
            + internal_size * |kept internal states, except the step being back-propagated|
+           + run_size * |kept calls not yet back-propagated|
+           + state_size * |run inputs|                     (with count_run_inputs=True)
+           + sweep_size                                    (while a Forward op runs)
+           + backward_transient(run)                       (while a kept run is back-propagated)
 
 The running state of a sweep, the internal state of the one step being back-propagated
 and the incoming gradient are working memory, not counted; an executor adds them as a
-constant (see ``mbrnn.runtime``).
+constant (see ``mbrnn.runtime``). With the :class:`~mbrnn.plan.chain.Chain`'s executor
+terms at zero (their default) this is exactly the paper's accounting.
+
+A *run input* is the start state of a ``ForwardKeep`` run that begins at the running
+state of a sweep, rather than at a kept hidden state or inside a kept internal state:
+autograd saves it with the run until the run is back-propagated. The optimal
+recurrences do not model it; ``count_run_inputs=True`` counts it.
 
 Two rules beyond the accounting make a plan executable with one autograd graph per run:
 a ``Backward`` covers whole ``ForwardKeep`` runs (never part of one), and the first
 sweep visits every step once, in order.
 
-With ``count_run_inputs=True`` the simulation also counts what autograd really holds: a
-run that starts from the running state of a sweep (not from a kept hidden state or from
-inside a kept internal state) saves that start state too, until the run is
-back-propagated. The optimal recurrences do not model this; the runtime plans with it.
+Kept runs are held as intervals, so a replay costs time per op, not per step: a plan of
+a million steps in a few thousand ops replays in milliseconds.
 """
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -34,67 +43,113 @@ if TYPE_CHECKING:
     from .chain import Chain
     from .ops import Op, Plan
 
-__all__ = ["Simulation", "simulate", "simulate_ops"]
+__all__ = ["Simulation", "simulate", "simulate_ops", "summary"]
 
 
 @dataclass(frozen=True)
 class Simulation:
+    """What replaying a plan found.
+
+    Attributes:
+        forward_steps: every evaluation of a step's forward, the first sweep included.
+        peak: the most memory held at any op, by the module docstring's accounting.
+        runs: ``Forward`` and ``ForwardKeep`` ops (each is at least one kernel call).
+        max_hidden: most hidden states kept at once (``h[0]`` included).
+        max_internal: most internal states kept at once (the step being back-propagated
+            excluded).
+        num_ops: ops in the plan.
+        max_live_runs: most kept calls alive at once.
+        longest_run: the longest ``ForwardKeep`` run, in steps (0 if none).
+    """
+
     forward_steps: int
     peak: float
     runs: int
     max_hidden: int
     max_internal: int
     num_ops: int
+    max_live_runs: int = 0
+    longest_run: int = 0
 
 
 def simulate(plan: Plan, chain: Chain | None = None, *, count_run_inputs: bool = False) -> Simulation:
-    """Replay ``plan`` on ``chain`` (default: the plan's own) and check it."""
+    """Replay ``plan`` on ``chain`` (default: the plan's own) and check it.
+
+    Raises:
+        PlanError: at the first illegal op, naming the op and the rule it breaks.
+    """
     return simulate_ops(
         plan.ops, chain if chain is not None else plan.chain, count_run_inputs=count_run_inputs
     )
 
 
+def summary(plan: Plan) -> Simulation:
+    """``plan.stats`` where the solver knew them in closed form, else :func:`simulate`."""
+    return plan.stats if plan.stats is not None else simulate(plan)
+
+
 def simulate_ops(ops: Iterable[Op], chain: Chain, *, count_run_inputs: bool = False) -> Simulation:
     """Replay an op sequence; raise :class:`PlanError` at the first illegal op."""
     T = chain.length
-    s = chain.state_size
-    a = chain.internal_size
+    s, a = chain.state_size, chain.internal_size
+    r = chain.run_size
     hidden: set[int] = {0}
-    internal: set[int] = set()
+    starts: list[int] = []  # kept runs (start, stop], sorted by start, disjoint
+    stop_of: dict[int, int] = {}  # start -> stop
+    kept_steps = 0
+    live_calls = 0
+    run_inputs: set[int] = set()  # starts of kept runs whose start state autograd holds
     cursor: int | None = 0
     frontier = T  # next step to back-propagate
-    first_sweep_end = 0  # how far the first sweep has reached
+    first_sweep_end = 0
     in_first_sweep = True
     fwd = runs = n = 0
     peak = s
-    max_h = 1
-    max_i = 0
-    run_of: dict[int, int] = {}  # kept step -> start of its ForwardKeep run
-    run_inputs: set[int] = set()  # runs whose start state autograd holds on its own
+    max_h, max_i, max_live, longest = 1, 0, 0, 0
 
-    def available(p: int) -> bool:
-        return p in hidden or p in internal or p == cursor
+    def run_at(p: int) -> int | None:
+        """The start of the kept run that holds step ``p``, if any."""
+        i = bisect.bisect_left(starts, p) - 1
+        if i >= 0 and stop_of[starts[i]] >= p:
+            return starts[i]
+        return None
+
+    def held() -> float:
+        counted = kept_steps - (1 if run_at(frontier) is not None else 0)
+        mem = s * len(hidden) + a * counted + r * live_calls
+        if count_run_inputs:
+            mem += s * len(run_inputs)
+        return mem
 
     for op in ops:
         n += 1
+        extra = 0.0
         if isinstance(op, (Forward, ForwardKeep)):
             start, stop = op.start, op.stop
             if not 0 <= start < stop <= frontier:
                 raise PlanError(f"op {n} {op}: needs 0 <= start < stop <= {frontier}")
-            if not available(start):
+            inside = run_at(start) is not None  # the output state of a kept step
+            if not (start in hidden or start == cursor or inside):
                 raise PlanError(f"op {n} {op}: h[{start}] is not available")
             if in_first_sweep:
                 if start != first_sweep_end:
                     raise PlanError(f"op {n} {op}: the first sweep must continue at {first_sweep_end}")
                 first_sweep_end = stop
             if isinstance(op, ForwardKeep):
-                if start not in hidden and start not in internal:
+                i = bisect.bisect_left(starts, start)
+                if (i > 0 and stop_of[starts[i - 1]] > start) or (i < len(starts) and starts[i] < stop):
+                    clash = starts[i - 1] if i > 0 and stop_of[starts[i - 1]] > start else starts[i]
+                    first = max(start, clash) + 1
+                    raise PlanError(f"op {n} {op}: internal state {first} is already kept")
+                if start not in hidden and not inside:
                     run_inputs.add(start)
-                for k in range(start + 1, stop + 1):
-                    if k in internal:
-                        raise PlanError(f"op {n} {op}: internal state {k} is already kept")
-                    internal.add(k)
-                    run_of[k] = start
+                starts.insert(i, start)
+                stop_of[start] = stop
+                kept_steps += stop - start
+                live_calls += chain.calls(stop - start)
+                longest = max(longest, stop - start)
+            else:
+                extra = chain.sweep_size
             fwd += stop - start
             runs += 1
             cursor = stop
@@ -116,29 +171,41 @@ def simulate_ops(ops: Iterable[Op], chain: Chain, *, count_run_inputs: bool = Fa
                 if first_sweep_end != T:
                     raise PlanError(f"op {n} {op}: the first sweep ended at {first_sweep_end}, not {T}")
                 in_first_sweep = False
-            for k in range(stop, start, -1):
-                if k not in internal:
-                    raise PlanError(f"op {n} {op}: internal state {k} was not kept")
-                internal.discard(k)
-            if run_of[start + 1] != start:
-                raise PlanError(f"op {n} {op}: stops inside the run kept from {run_of[start + 1]}")
-            for k in range(start + 1, stop + 1):
-                del run_of[k]
-            run_inputs.discard(start)
+            # every step of (start, stop] must be kept, in whole runs: walk them down
+            covered: list[int] = []
+            at = stop
+            while at > start:
+                begin = run_at(at)
+                if begin is None or stop_of[begin] != at:
+                    raise PlanError(f"op {n} {op}: internal state {at} was not kept")
+                if begin < start:
+                    raise PlanError(f"op {n} {op}: stops inside the run kept from {begin}")
+                covered.append(begin)
+                at = begin
+            # the memory while the runs are back-propagated, before they are freed
+            transient = max(chain.backward_transient(stop_of[b] - b) for b in covered)
+            during = held() + transient
+            if during > peak:
+                peak = during
+            for b in covered:
+                kept_steps -= stop_of[b] - b
+                live_calls -= chain.calls(stop_of[b] - b)
+                del stop_of[b]
+                starts.remove(b)
+                run_inputs.discard(b)
             frontier = start
             cursor = None
         else:
             raise PlanError(f"op {n}: unknown op {op!r}")
-        counted_i = len(internal) - (1 if frontier in internal else 0)
-        mem = s * len(hidden) + a * counted_i
-        if count_run_inputs:
-            mem += s * len(run_inputs)
+        mem = held() + extra
         if mem > peak:
             peak = mem
         max_h = max(max_h, len(hidden))
-        max_i = max(max_i, counted_i)
+        max_i = max(max_i, kept_steps - (1 if run_at(frontier) is not None else 0))
+        max_live = max(max_live, live_calls)
     if frontier != 0:
         raise PlanError(f"plan ends with steps 1..{frontier} not back-propagated")
-    if internal or hidden != {0}:
-        raise PlanError(f"plan ends holding hidden {sorted(hidden)} and internal {sorted(internal)}")
-    return Simulation(fwd, peak, runs, max_h, max_i, n)
+    if starts or hidden != {0}:
+        kept = [(b, stop_of[b]) for b in starts]
+        raise PlanError(f"plan ends holding hidden {sorted(hidden)} and internal runs {kept}")
+    return Simulation(fwd, peak, runs, max_h, max_i, n, max_live, longest)

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ..errors import InfeasibleBudgetError
 from ..plan import Chain, ForwardKeep, Plan, simulate, solve
-from ..plan.sizes import format_size, parse_size
+from ..sizes import format_size, parse_size
 from .memory import measure_peak
 from .probe import StepSizes
 
