@@ -2,8 +2,9 @@
 
 After Gruslys et al., "Memory-Efficient Backpropagation Through Time", NeurIPS 2016.
 
-The names below are exported lazily (PEP 562) so that ``import mbrnn.plan`` stays pure:
-the planner never imports torch, even through this package's ``__init__``.
+The torch-backed names below are exported lazily (PEP 562) so that ``import mbrnn.plan``
+stays pure: the planner never imports torch, even through this package's ``__init__``
+(``Budget`` imports torch only to resolve ``"auto"``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .budget import Budget as Budget
 from .errors import InfeasibleBudgetError as InfeasibleBudgetError
 from .errors import PlanError as PlanError
 from .errors import RecomputeMismatchError as RecomputeMismatchError
@@ -46,6 +48,7 @@ __all__ = [
     "GRU",
     "LSTM",
     "RNN",
+    "Budget",
     "Cell",
     "GRUCell",
     "InfeasibleBudgetError",

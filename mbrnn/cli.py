@@ -24,9 +24,9 @@ from typing import Any
 from .errors import InfeasibleBudgetError, PlanError
 from .plan.chain import Chain
 from .plan.ops import Plan
-from .sizes import format_size, parse_size
 from .plan.simulate import simulate
 from .plan.solver import POLICIES, solve
+from .sizes import format_size, parse_size
 
 __all__ = ["CommandError", "PlanSummary", "build_parser", "main"]
 

@@ -24,55 +24,63 @@ def brute_force_cost(T: int, s: int, a: int, m: int, policy: str) -> int | None:
 
     A Dijkstra search over the states of an execution machine: the next step to
     back-propagate ``b``, the kept hidden states ``H`` (``h[0]`` always), the kept
-    internal states ``I`` and the cursor (the running state of a sweep). Actions:
+    internal states ``I``, the *run inputs* ``R`` and the cursor (the running state of a
+    sweep). Actions:
 
     - step from any available state ``p < b`` (``h[0]``, kept hidden, output of a kept
       internal state, the cursor) to ``p+1``, optionally keeping step ``p+1``'s internal
-      state (cost 1);
+      state (cost 1). Keeping it from a state that is not itself inside a kept internal
+      state starts a run whose input ``p`` autograd holds: ``p`` joins ``R`` until step
+      ``p+1`` is back-propagated, even if ``p`` was a checkpoint that is dropped;
     - keep the cursor as a hidden state; drop any kept hidden state (cost 0);
     - back-propagate step ``b`` when its internal state is kept (cost 0).
 
-    Memory ``s*|H| + a*|I minus {b}|`` may never exceed ``m``. "hsm" keeps internal states
-    only for step ``b`` (the step about to be back-propagated, which is working memory),
-    "ism" keeps no hidden states but ``h[0]``. Returns ``None`` when no schedule fits.
+    Memory ``s*|H union R| + a*|I minus {b}|`` may never exceed ``m``. "hsm" keeps internal
+    states only for step ``b`` (the step about to be back-propagated, which is working
+    memory), "ism" keeps no hidden states but ``h[0]``. Returns ``None`` when no schedule
+    fits.
     """
     if m < s:
         return None
     hsm_ok = policy in ("hsm", "msm")
     ism_ok = policy in ("ism", "msm")
-    start = (T, frozenset({0}), frozenset(), 0)
+    empty: frozenset[int] = frozenset()
+    start = (T, frozenset({0}), empty, empty, 0)
     dist = {start: 0}
     counter = itertools.count()
     heap = [(0, next(counter), start)]
 
-    def mem(b: int, H: frozenset[int], I: frozenset[int]) -> int:
-        return s * len(H) + a * len(I - {b})
+    def mem(b: int, H: frozenset[int], I: frozenset[int], R: frozenset[int]) -> int:
+        return s * len(H | R) + a * len(I - {b})
 
     while heap:
         d, _, state = heapq.heappop(heap)
         if dist.get(state, 1 << 60) < d:
             continue
-        b, H, I, cur = state
+        b, H, I, R, cur = state
         if b == 0:
             return d
         nexts: list[tuple[int, tuple]] = []
         avail = {p for p in (H | I | ({cur} if cur is not None else set())) if p < b}
         for p in avail:
             q = p + 1
-            nexts.append((1, (b, H, I, q)))
+            nexts.append((1, (b, H, I, R, q)))
             if q not in I and (ism_ok or q == b):
-                nexts.append((1, (b, H, I | {q}, q)))
+                # a run's input: the cursor, or a kept hidden state the run holds even
+                # once the checkpoint is dropped; none inside a kept internal state
+                nexts.append((1, (b, H, I | {q}, R if p in I else R | {p}, q)))
         if hsm_ok and cur is not None and cur not in H and 0 < cur < b:
-            nexts.append((0, (b, H | {cur}, I, cur)))
+            nexts.append((0, (b, H | {cur}, I, R, cur)))
         for p in H:
             if p != 0:
-                nexts.append((0, (b, H - {p}, I, cur)))
+                nexts.append((0, (b, H - {p}, I, R, cur)))
         if b in I:
             nb = b - 1
-            nexts.append((0, (nb, frozenset(p for p in H if p < nb or p == 0), I - {b}, None)))
+            nexts.append((0, (nb, frozenset(p for p in H if p < nb or p == 0), I - {b},
+                              frozenset(r for r in R if r < nb), None)))
         for cost, ns in nexts:
-            nb, nH, nI, _ = ns
-            if mem(nb, nH, nI) > m:
+            nb, nH, nI, nR, _ = ns
+            if mem(nb, nH, nI, nR) > m:
                 continue
             nd = d + cost
             if nd < dist.get(ns, 1 << 60):

@@ -138,8 +138,8 @@ def test_infeasible_budget(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "plan", *SMALL[:-1], "512")
     assert code == 2
     assert out == ""
-    assert_one_line_error(err, "--budget 512 B is below the minimum 1.00 KiB",
-                          "raise --budget to at least 1.00 KiB")
+    assert_one_line_error(err, "--budget 512 B is below the minimum 2.00 KiB",
+                          "raise --budget to at least 2.00 KiB")
 
 
 def test_infeasible_budget_for_a_baseline(capsys: pytest.CaptureFixture[str]) -> None:
@@ -214,7 +214,7 @@ def test_console_script_entry_point() -> None:
     )
     assert proc.returncode == 2
     assert proc.stdout == ""
-    assert_one_line_error(proc.stderr, "is below the minimum 1.00 KiB")
+    assert_one_line_error(proc.stderr, "is below the minimum 2.00 KiB")
 
 
 def test_cli_and_plot_import_neither_torch_nor_matplotlib() -> None:
@@ -273,7 +273,7 @@ def test_tradeoff_curves_agree_with_solve() -> None:
     assert (x.tolist(), y.tolist()) == ([1.0], [1.0])
     x, y = curves["recompute_all"]
     assert y.tolist() == [121 / 2]
-    assert x[0] == pytest.approx(1 / chain.store_all_peak)
+    assert x[0] == pytest.approx(2 / chain.store_all_peak)  # h0 and the running step's input
     chen = solve(chain, chain.store_all_peak, "chen")
     assert curves["chen"][1].tolist() == [chen.recompute_factor]
     for policy in ("hsm", "ism", "msm"):

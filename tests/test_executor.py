@@ -120,7 +120,7 @@ def test_dropout_without_rng_replay_would_differ() -> None:
     x = torch.randn(T, 2, 3, dtype=torch.float64)
     h0 = torch.zeros(2, 4, dtype=torch.float64)
     params = list(cell.parameters())
-    plan = solve(Chain(T, 1.0, 2.0), 1.0, "recompute_all")
+    plan = solve(Chain(T, 1.0, 2.0), 2.0, "recompute_all")
     grads = []
     for rng in (True, False):
         torch.manual_seed(1)
@@ -238,7 +238,7 @@ class ShapeShifter(nn.Module):
 def test_recompute_mismatch_names_the_step() -> None:
     cell = ShapeShifter()
     x = torch.randn(5, 1, 2)
-    plan = solve(Chain(5, 1.0, 2.0), 1.0, "recompute_all")
+    plan = solve(Chain(5, 1.0, 2.0), 2.0, "recompute_all")
     y, _, _ = run_plan(cell, x, (torch.zeros(1, 2),), list(cell.parameters()), plan)
     with pytest.raises(RecomputeMismatchError, match=r"recomputing step \d+ of 5"):
         y.sum().backward()

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from mbrnn.plan import Chain, simulate, solve
-from mbrnn.plan.hierarchy import _granularities, plan_levels
+from mbrnn.plan.hierarchy import _granularities, hierarchical, plan_levels
 from mbrnn.plan.ops import Op, OpSequence, Plan
-from mbrnn.plan.hierarchy import hierarchical
 from mbrnn.plan.table import build_table, tables
 
 

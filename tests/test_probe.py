@@ -221,7 +221,7 @@ def test_chain_for() -> None:
     assert chain.alpha == 3.0
     with pytest.raises(ValueError, match="length must be >= 1"):
         chain_for(sizes, 0)
-    with pytest.raises(TypeError, match="sizes must be a StepSizes, got tuple"):
+    with pytest.raises(TypeError, match="sizes must be a StepSizes or FusedSizes, got tuple"):
         chain_for((1, 2, 3, 4), 10)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="state_bytes=0"):
         chain_for(StepSizes(0, 0, 0, 0), 10)

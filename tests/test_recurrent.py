@@ -45,6 +45,7 @@ def _first(state) -> Tensor:
     return state
 
 
+@pytest.mark.filterwarnings("ignore:.*only with .* forward steps:UserWarning")  # named policies at tiny budgets
 @pytest.mark.parametrize("name", list(_cells(3, 4)))
 @pytest.mark.parametrize("policy", ["hsm", "ism", "msm", "chen", "auto"])
 def test_gradients_match_plain_autograd(name: str, policy: str) -> None:
@@ -195,8 +196,9 @@ def test_bad_input_is_a_clear_error_before_any_work() -> None:
         Recurrent(LSTMCell(3, 4), memory_budget=[1])
     with pytest.raises(ValueError, match="memory_budget"):
         Recurrent(LSTMCell(3, 4), memory_budget="lots")
-    with pytest.raises(ValueError, match="fraction"):
-        Recurrent(LSTMCell(3, 4), memory_budget=1.5)
+    for bare in (1.5, 1.0, 0.5):  # a float could mean bytes or a fraction: say which to use
+        with pytest.raises(TypeError, match=r"fraction .*'50%' or mbrnn\.Budget\.fraction"):
+            Recurrent(LSTMCell(3, 4), memory_budget=bare)  # type: ignore[arg-type]
 
 
 def test_budget_too_small_states_minimum_in_bytes() -> None:
@@ -218,9 +220,12 @@ def test_auto_budget_and_fraction() -> None:
     y, _ = rnn(torch.randn(20, 2, 3))
     y.sum().backward()
     assert rnn.last_plan is not None and rnn.last_plan.plan.policy == "store_all"
-    frac = Recurrent(LSTMCell(3, 4), memory_budget=0.5)
-    y, _ = frac(torch.randn(20, 2, 3))
-    assert frac.last_plan is not None
+    for half in ("50%", mbrnn.Budget.fraction(0.5)):
+        frac = Recurrent(LSTMCell(3, 4), memory_budget=half)
+        y, _ = frac(torch.randn(20, 2, 3))
+        assert frac.last_plan is not None
+        whole = rnn.plan_for(20, 2).budget
+        assert frac.last_plan.budget == pytest.approx(whole / 2, rel=0.1)
 
 
 def test_public_exports() -> None:

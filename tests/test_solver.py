@@ -73,9 +73,12 @@ def test_brute_force_hypothesis(T: int, sa: tuple[int, int], extra: int, policy:
 
 
 def test_hsm_closed_form_equals_table() -> None:
+    """With run inputs counted, c slots hold c - 1 checkpoints beside the input of the
+    step being back-propagated: the table's HSM column c is Revolve with c - 1."""
     C = tables(2000, 60, 1, 1, True, False)
-    for c in range(1, 61):
-        closed = np.array([hsm_cost(t, c) for t in range(2001)])
+    assert (C[1, 1:] == 1).all() and (C[2:, 1] >= C[0, 0]).all()  # t >= 2 needs 2 slots
+    for c in range(2, 61):
+        closed = np.array([0, 1, *(hsm_cost(t, c - 1) for t in range(2, 2001))])
         assert (C[:, c] == closed).all(), f"c={c}"
 
 
@@ -101,7 +104,8 @@ def test_hsm_recompute_all_and_store_all_limits() -> None:
 )
 def test_properties(T: int, alpha: float, frac: float, policy: str) -> None:
     chain = Chain(T, 1.0, alpha)
-    budget = 1.0 + frac * (chain.store_all_peak - 1.0)
+    least = 1.0 if T == 1 else 2.0
+    budget = least + frac * max(0.0, chain.store_all_peak - least)
     try:
         plan = solve(chain, budget, policy)
     except InfeasibleBudgetError as e:
@@ -118,15 +122,16 @@ def test_properties(T: int, alpha: float, frac: float, policy: str) -> None:
 def test_cost_never_rises_with_budget(T: int, alpha: float) -> None:
     chain = Chain(T, 1.0, alpha)
     for policy in ("hsm", "ism", "msm", "auto"):
-        costs = [solve(chain, b, policy).forward_steps
-                 for b in np.linspace(1.0, chain.store_all_peak + 1, 12)]
+        costs = [solve(chain, b, policy).forward_steps  # from the least budget, 2 s
+                 for b in np.linspace(2.0, chain.store_all_peak + 1, 12)]
         assert all(x >= y for x, y in itertools.pairwise(costs)), (policy, costs)
 
 
 @given(T=st.integers(1, 80), alpha=st.sampled_from([1.0, 2.0, 4.0]), frac=st.floats(0, 1))
 def test_msm_dominates(T: int, alpha: float, frac: float) -> None:
     chain = Chain(T, 1.0, alpha)
-    budget = 1.0 + frac * (chain.store_all_peak - 1.0)
+    least = 1.0 if T == 1 else 2.0
+    budget = least + frac * max(0.0, chain.store_all_peak - least)
     msm = solve(chain, budget, "msm").forward_steps
     assert msm <= solve(chain, budget, "hsm").forward_steps
     assert msm <= solve(chain, budget, "ism").forward_steps
@@ -138,15 +143,17 @@ def test_baseline_costs_and_peaks() -> None:
     chain = Chain(T, s, a)
     store = solve(chain, chain.store_all_peak, "store_all")
     assert store.forward_steps == T and simulate(store).peak == s + (T - 1) * a and simulate(store).runs == 1
-    rec = solve(chain, s, "recompute_all")
-    assert rec.forward_steps == T * (T + 1) // 2 and simulate(rec).peak == s
+    rec = solve(chain, 2 * s, "recompute_all")  # h0 and the input of the step back-propagated
+    assert rec.forward_steps == T * (T + 1) // 2 and simulate(rec).peak == 2 * s
     chen = solve(chain, 1e9, "chen")
     assert simulate(chen).forward_steps == chen.forward_steps
     k = math.isqrt(T - 1) + 1  # 10
     last = (T - 1) // k * k  # start of the last segment
     assert chen.forward_steps == T + last
     n_seg = -(-T // k)
-    assert simulate(chen).peak == max(s * (n_seg - 1) + a * (T - last - 1), s * (n_seg - 1) + a * (k - 1))
+    # the last segment runs from the sweep's running state, which its run holds too
+    assert simulate(chen).peak == max(s * (n_seg - 1) + s + a * (T - last - 1),
+                                      s * (n_seg - 1) + a * (k - 1))
 
 
 def test_auto_prefers_store_all_when_it_fits() -> None:
@@ -169,7 +176,7 @@ def test_auto_ties_prefer_fewer_runs() -> None:
 
 
 def test_golden_recompute_all() -> None:
-    plan = solve(Chain(3, 1.0, 2.0), 1.0, "recompute_all")
+    plan = solve(Chain(3, 1.0, 2.0), 2.0, "recompute_all")
     assert list(plan.ops) == [
         Forward(0, 2), ForwardKeep(2, 3), Backward(2, 3),
         Forward(0, 1), ForwardKeep(1, 2), Backward(1, 2),
@@ -183,10 +190,12 @@ def test_golden_store_all() -> None:
 
 
 def test_golden_hsm_two_slots() -> None:
-    # T=6, two slots: r=2 (binom(4,2)=6), C = 6 + 2*6 - binom(4,1) = 14; first split
-    # y = max(beta(2,0), 6 - beta(1,2)) = 3; the left part (t=3, c=2) has r=1 and y=1.
-    plan = solve(Chain(6, 1.0, 1.0), 2.0, "hsm")
-    assert plan.forward_steps == 14
+    # T=6, three hidden states: h[0], one checkpoint and the input of the step being
+    # back-propagated, so Revolve with two slots: r=2 (binom(4,2)=6),
+    # C = 6 + 2*6 - binom(4,1) = 14; first split y = max(beta(2,0), 6 - beta(1,2)) = 3;
+    # the left part (t=3, c=2) has r=1 and y=1.
+    plan = solve(Chain(6, 1.0, 1.0), 3.0, "hsm")
+    assert plan.forward_steps == 14 and simulate(plan).peak == 3.0
     assert list(plan.ops) == [
         Forward(0, 3), KeepHidden(3),
         Forward(3, 5), ForwardKeep(5, 6), Backward(5, 6),
@@ -202,16 +211,21 @@ def test_golden_hsm_two_slots() -> None:
 
 
 def test_golden_msm_one_internal_slot() -> None:
-    # s=1, a=2, m=3: one internal state may be kept besides h[0]. Keeping step 2 lets the
-    # right part (steps 3..4) run from inside it; the left part is step 1 alone.
-    plan = solve(Chain(4, 1.0, 2.0), 3.0, "msm")
-    assert plan.forward_steps == 6 == brute_force_cost(4, 1, 2, 3, "msm")
+    # s=1, a=2, m=4: h[0] (1), then steps 3..4 as one run from the sweep's running state
+    # h[2]: the run holds its input (1) and internal state 3 (2; step 4's is being
+    # back-propagated), 4 in all. Then steps 1..2 again from h[0], kept: 1 + 2. Six
+    # forward steps. Keeping step 2 alone first (the optimum without run inputs) would
+    # also hold h[1], its run's input: 5 > 4.
+    plan = solve(Chain(4, 1.0, 2.0), 4.0, "msm")
+    assert plan.forward_steps == 6 == brute_force_cost(4, 1, 2, 4, "msm")
+    assert simulate(plan).peak == 4.0
     assert list(plan.ops) == [
-        Forward(0, 1), ForwardKeep(1, 2),
-        Forward(2, 3), ForwardKeep(3, 4), Backward(3, 4),
-        ForwardKeep(2, 3), Backward(1, 3),
-        ForwardKeep(0, 1), Backward(0, 1),
+        Forward(0, 2), ForwardKeep(2, 4), Backward(2, 4),
+        ForwardKeep(0, 2), Backward(0, 2),
     ]
+    # at m=3 only HSM fits: keep h[2], run step 4 then step 3 from it, then steps 1..2
+    three = solve(Chain(4, 1.0, 2.0), 3.0, "msm")
+    assert three.forward_steps == 7 == brute_force_cost(4, 1, 2, 3, "msm")
 
 
 # --- long sequences -----------------------------------------------------------------------
@@ -219,8 +233,9 @@ def test_golden_msm_one_internal_slot() -> None:
 
 def test_hsm_million_steps_is_lazy_and_exact() -> None:
     chain = Chain(10**6, 1.0, 4.0)
-    plan = solve(chain, 100.0, "hsm")
-    assert plan.forward_steps == hsm_cost(10**6, 100)
+    plan = solve(chain, 100.0, "hsm")  # 99 checkpoints beside the running step's input
+    assert plan.forward_steps == hsm_cost(10**6, 99)
+    assert plan.stats is not None and plan.stats.peak == 100.0  # in closed form, no replay
     first = []
     for op in plan.ops:  # only the first few ops are generated
         first.append(op)
@@ -241,7 +256,7 @@ def test_hierarchical_is_valid_and_close() -> None:
 
 def test_non_integer_sizes_never_exceed_budget() -> None:
     chain = Chain(300, 1000.5, 4321.25)
-    for budget in (1000.5, 5000.0, 40_000.0, 200_000.0, 900_000.0):
+    for budget in (2001.0, 5000.0, 40_000.0, 200_000.0, 900_000.0):
         for policy in ("hsm", "ism", "msm", "auto"):
             plan = solve(chain, budget, policy)
             assert simulate(plan).peak <= budget
@@ -267,9 +282,9 @@ def test_bad_arguments(kwargs: dict, exc: type[Exception], match: str) -> None:
 
 def test_infeasible_budget_states_minimum() -> None:
     chain = Chain(10, 4.0, 8.0)
-    with pytest.raises(InfeasibleBudgetError, match="minimum 4") as info:
-        solve(chain, 3.0, "msm")
-    assert info.value.minimum == 4.0
+    with pytest.raises(InfeasibleBudgetError, match="minimum 8") as info:
+        solve(chain, 3.0, "msm")  # h[0] and the input of the step being back-propagated
+    assert info.value.minimum == 8.0
     assert isinstance(info.value, ValueError)
     with pytest.raises(InfeasibleBudgetError) as info2:
         solve(chain, 20.0, "store_all")
@@ -322,5 +337,5 @@ def test_hierarchical_plans_are_valid(T: int, budget: float) -> None:
 
 
 def test_tiny_budget_long_sequence_is_recompute_all() -> None:
-    plan = solve(Chain(100_000, 1.0, 4.0), 1.5, "msm")  # below two hidden states
+    plan = solve(Chain(100_000, 1.0, 4.0), 2.5, "msm")  # below three hidden states
     assert plan.forward_steps == 100_000 * 100_001 // 2

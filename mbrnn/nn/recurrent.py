@@ -6,35 +6,26 @@ After Gruslys et al., "Memory-Efficient Backpropagation Through Time" (NeurIPS 2
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ..budget import Budget, BudgetLike, resolve_budget
 from ..errors import InfeasibleBudgetError
-from ..plan import POLICIES
-from ..runtime.budget import (
-    Budget,
-    BudgetPlan,
-    Working,
-    measure_working,
-    plan_recurrence,
-    resolve_budget,
-)
+from ..plan import check_policy
 from ..runtime.executor import ExecStats, run_plan
-from ..runtime.probe import StepSizes, probe_step
-from .cell import Cell, State, StateSpec, state_flatten, state_unflatten
+from ..runtime.fit import RecurrencePlan, Working, fit
+from ..runtime.probe import StepSizes, chain_for, measure_working, probe_step
+from ..runtime.state import State, StateSpec, state_flatten, state_map, state_unflatten
+from .cell import Cell
 
 __all__ = ["Recurrent"]
 
-
-def _check_policy(owner: str, policy: object) -> str:
-    if not isinstance(policy, str):
-        raise TypeError(f"{owner}: policy must be a str, got {type(policy).__name__}")
-    if policy not in POLICIES:
-        raise ValueError(
-            f"{owner}: unknown policy {policy!r}; expected one of {', '.join(POLICIES)}"
-        )
-    return policy
+#: ``plan_for``'s default: the module's own budget.
+_OWN: Any = object()
+#: An unbounded budget in bytes (``memory_budget=None`` in ``plan_for``): storing all fits.
+UNBOUNDED = 2**62
 
 
 class Recurrent(nn.Module):
@@ -48,9 +39,10 @@ class Recurrent(nn.Module):
         memory_budget: ``None`` (keep everything: plain autograd), an int in bytes, a
             string such as ``"512MiB"`` or ``"2GB"``, ``"auto"`` (the free memory of the
             input's device: on CUDA, free memory minus a safety margin; on CPU, half the
-            available RAM) or a float in (0, 1] (that fraction of ``"auto"``). What the
-            budget covers: ``NOTE [ What the budget covers ]`` in
-            :mod:`mbrnn.runtime.budget`.
+            available RAM, or of the container's limit) or a fraction of that, ``"50%"``
+            or ``Budget.fraction(0.5)`` (see :class:`mbrnn.Budget`). It bounds what
+            back-propagation holds: kept states, recomputation and the executor's working
+            set (:mod:`mbrnn.runtime.fit`); not the input, the output or their gradients.
         policy: ``"auto"`` (default) or any planner policy: ``"store_all"``,
             ``"recompute_all"``, ``"chen"``, ``"hsm"``, ``"ism"``, ``"msm"``.
         batch_first: inputs and outputs are ``(B, T, F)`` instead of ``(T, B, F)``.
@@ -83,7 +75,7 @@ class Recurrent(nn.Module):
         self,
         cell: Cell,
         *,
-        memory_budget: Budget = None,
+        memory_budget: BudgetLike = None,
         policy: str = "auto",
         batch_first: bool = False,
         preserve_rng_state: bool = True,
@@ -96,15 +88,15 @@ class Recurrent(nn.Module):
                 f"got {type(cell).__name__}"
             )
         self.cell = cell
+        Budget.parse(memory_budget, name="Recurrent: memory_budget")  # validate
         self.memory_budget = memory_budget
-        if memory_budget is not None:
-            resolve_budget(memory_budget, torch.device("cpu"), owner="Recurrent")  # validate
-        self.policy = _check_policy("Recurrent", policy)
+        self.policy = check_policy("Recurrent", policy)
         self.batch_first = bool(batch_first)
         self.preserve_rng_state = preserve_rng_state
         self.check_recompute = check_recompute
-        self._sizes: dict[tuple, tuple[StepSizes, Working]] = {}
-        self.last_plan: BudgetPlan | None = None
+        self._sizes: dict[tuple[Any, ...], tuple[StepSizes, Working]] = {}
+        self._budgets: dict[tuple[Any, ...], int] = {}
+        self.last_plan: RecurrencePlan | None = None
         self.last_stats: ExecStats | None = None
 
     def extra_repr(self) -> str:
@@ -192,7 +184,8 @@ class Recurrent(nn.Module):
         return dev, dt
 
     def _probe(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> tuple[StepSizes, Working]:
-        """Sizes and working set (bytes) for one batch size, device and dtype; cached."""
+        """Sizes and working set (bytes) for one batch size, device and dtype; cached, so a
+        new sequence length never probes again."""
         key = (batch_size, device, dtype, self.training, torch.is_autocast_enabled(device.type))
         hit = self._sizes.get(key)
         if hit is None:
@@ -207,39 +200,40 @@ class Recurrent(nn.Module):
             params = [p for p in self.cell.parameters() if p.requires_grad]
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                 sizes = probe_step(step, x, tuple(flat))  # pyright: ignore[reportArgumentType]
-                working = measure_working(step, x, tuple(flat), params, sizes)
+                working = measure_working(step, x, tuple(flat), params, chain_for(sizes, 4))
             hit = (sizes, working)
             self._sizes[key] = hit
         return hit
+
+    def _fit(self, T: int, B: int, budget: int, device: torch.device, dtype: torch.dtype
+             ) -> RecurrencePlan:
+        sizes, working = self._probe(B, device, dtype)
+        return fit(chain_for(sizes, T), budget, self.policy, working, run_cost=0.0,
+                   owner="Recurrent", context=f"seq_len={T}, batch {B}")
 
     def plan_for(
         self,
         seq_len: int,
         batch_size: int,
         *,
-        memory_budget: Budget | str = "module",
+        memory_budget: BudgetLike = _OWN,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
-    ) -> BudgetPlan:
+    ) -> RecurrencePlan:
         """The plan a call with this length and batch would run, without running it.
 
-        Returns a :class:`~mbrnn.runtime.budget.BudgetPlan`: the plan, its predicted peak
-        and (``.time_overhead()``) its predicted time against storing everything.
+        ``memory_budget`` defaults to the module's own; ``None`` plans without a bound
+        (storing everything). Returns a :class:`~mbrnn.runtime.fit.RecurrencePlan`: the
+        plan, its predicted peak and (``.time_overhead()``) its predicted time against
+        storing everything.
         """
-        if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
-            raise ValueError(f"Recurrent.plan_for: seq_len must be an int >= 1, got {seq_len!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"Recurrent.plan_for: batch_size must be an int >= 1, got {batch_size!r}")
-        dev = torch.device(device) if device is not None else None
-        sizes = self.probe(batch_size, device=dev, dtype=dtype)
-        working = self._probe(batch_size, *self._where(dev, dtype))[1]
-        budget_arg = self.memory_budget if memory_budget == "module" else memory_budget
-        d = dev or torch.device("cpu")
-        budget = resolve_budget(budget_arg, d, owner="Recurrent")
-        if budget is None:
-            budget = 2**62
-        return plan_recurrence(sizes, seq_len, budget, self.policy, working,
-                               owner="Recurrent", batch_size=batch_size)
+        for arg, value in (("seq_len", seq_len), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Recurrent.plan_for: {arg} must be an int >= 1, got {value!r}")
+        dev, dt = self._where(device, dtype)
+        arg = self.memory_budget if memory_budget is _OWN else memory_budget
+        budget = resolve_budget("Recurrent", arg, dev, self._budgets, (seq_len, batch_size, dev))
+        return self._fit(seq_len, batch_size, UNBOUNDED if budget is None else budget, dev, dt)
 
     def minimum_budget(
         self,
@@ -272,17 +266,16 @@ class Recurrent(nn.Module):
             y, final = self._plain(x, flat, spec)
             self.last_plan, self.last_stats = None, None
         else:
-            budget = resolve_budget(self.memory_budget, x.device, owner="Recurrent")
+            budget = resolve_budget("Recurrent", self.memory_budget, x.device, self._budgets,
+                                    (T, B, x.device))
             assert budget is not None
             dtype = x.dtype if x.is_floating_point() else self._where(x.device, None)[1]
-            sizes, working = self._probe(B, x.device, dtype)
-            bplan = plan_recurrence(sizes, T, budget, self.policy, working,
-                                    owner="Recurrent", batch_size=B)
+            rp = self._fit(T, B, budget, x.device, dtype)
             y, final, stats = run_plan(
-                self._step_fn(spec), x, flat, params, bplan.plan,
+                self._step_fn(spec), x, flat, params, rp.plan,
                 preserve_rng_state=self.preserve_rng_state, check_recompute=self.check_recompute,
             )
-            self.last_plan, self.last_stats = bplan, stats
+            self.last_plan, self.last_stats = rp, stats
         out_state = state_unflatten(list(final), spec)
         if unbatched:
             return y.squeeze(1), _map_state(lambda t: t.squeeze(0), out_state)
@@ -312,5 +305,4 @@ class Recurrent(nn.Module):
 
 
 def _map_state(fn: Callable[[Tensor], Tensor], state: State) -> State:
-    flat, spec = state_flatten(state)
-    return state_unflatten([fn(t) for t in flat], spec)
+    return state_map(fn, state)

@@ -8,57 +8,15 @@ gradients on, the sequence is back-propagated through time by a plan of
 :func:`mbrnn.plan.solve` (Gruslys et al., "Memory-Efficient Backpropagation Through
 Time", NeurIPS 2016), and every contiguous run of steps of that plan executes in calls
 of the fused multi-step kernel ``nn.LSTM`` itself uses (cuDNN on CUDA, oneDNN or ATen on
-CPU), one per run of up to 1,024 steps. Gradients are those of plain backpropagation through time.
+CPU), one per run of up to 1,024 steps (:mod:`mbrnn.runtime.fused`). Gradients are those
+of plain backpropagation through time.
 
-NOTE [ Fused segments ]
-The executor (:mod:`mbrnn.runtime.executor`) drives a :class:`~mbrnn.runtime.executor.Segment`:
-``_FusedSegment.run`` gets a whole run ``t0+1 .. t0+L`` and makes one ``torch._VF.lstm``
-(``gru``, ``rnn_tanh``, ``rnn_relu``) call for it, all layers at once. A run whose
-internal states are kept is one call under autograd (calls of at most ``keep_chunk`` =
-1,024 steps beyond that: NOTE [ Kept runs in pieces ]), hence one graph; a sweep that keeps
-nothing runs without autograd in pieces of ``chunk`` steps, because a fused call allocates
-its whole output (and, on ATen's CPU path, its input projections) up front: a piece of
-``chunk`` steps bounds that transient memory, and the plan counts it.
-
-NOTE [ What a fused run keeps ]
-A fused call keeps a per-step part (oneDNN's workspace, the outputs, the gates) and a
-per-call part (oneDNN's workspace header, cuDNN's reserve header, the final states). The
-probe (``_measure``) runs the segment on 1, 8 and 40 steps under
-:class:`~mbrnn.runtime.memory.MemoryMeter`: the slope is the planner's ``internal_size``
-(the transient memory of a running call folded in, so it is an upper bound), the
-remainder is the per-call part ``run_bytes``. The planner's cost model has no per-run
-term; a plan that keeps ``k`` runs at once needs ``(k - 1) * run_bytes`` more than it
-predicts (the working set already holds one): see NOTE [ Plans with per-run memory ].
-
-NOTE [ Kept runs in pieces ]
-The backward of a fused call allocates memory for all its steps at once (on ATen's CPU
-path about one ``(B, H)`` tensor per step, beside the weights' gradients), and frees it
-when it ends. Optimal plans keep runs of hundreds of steps, so at T = 10,000 this
-transient took measured peaks 2.5 % over the prediction. The probe measures it per step
-(``keep_step_bytes``: a 40-step call's backward less an 8-step one's, plus the input's
-gradient where the input needs one), and a plan is charged it for its longest kept call (``_plan_one``, beside ``run_bytes``). A kept run
-longer than ``keep_chunk`` (1,024) steps, such as storing everything, is cut into calls
-of at most that many, which bounds the charge. The pieces are one autograd graph: the
-run's outputs are returned as :class:`~mbrnn.runtime.executor.Pieces`, without a
-concatenated copy.
-
-NOTE [ Dropout between layers ]
-A fused kernel draws its dropout masks internally; they cannot be replayed on
-recomputation. With ``dropout > 0`` in training mode a segment runs layer by layer (one
-fused call per layer) and multiplies the output of every layer but the last by an
-explicit mask. Step ``t``'s masks for all layers are drawn with one ``bernoulli_`` call
-right after the executor seeds the generators for step ``t`` (``seed(t)``), so a
-recomputed step draws exactly its first masks, however the plan cuts the runs. The masks
-are not torch's (``nn.LSTM`` draws its own), but have the same distribution.
-
-NOTE [ Packed sequences ]
-A ``PackedSequence`` is unpacked to a padded batch sorted by decreasing length. The
-state at step ``t`` of sequence ``b`` is its state at step ``min(t, len_b)``: a run that
-reaches the end of some sequences calls the kernel's packed variant on the sequences
-still running and passes the finished ones' states through unchanged, so the final state
-holds each sequence's last valid step. The reverse direction of a bidirectional module
-runs forward in time over each sequence reversed within its own length. Outputs at
-padded positions are zeros and never feed a valid output or gradient.
+NOTE [ The budgeted path ]
+Each budgeted recurrence is probed once per batch size, device and dtype
+(:func:`~mbrnn.runtime.probe.probe_fused`), fitted to its share of the budget by
+:func:`~mbrnn.runtime.fit.fit` and run by :func:`~mbrnn.runtime.executor.run_plan` on a
+:class:`~mbrnn.runtime.fused.FusedSegment`: validation, one fit, one run, the shapes
+restored, as torch's ``GRU.forward`` is validation and one kernel call.
 
 NOTE [ Bidirectional modules and the budget ]
 Layer ``l + 1`` needs both directions of layer ``l``, so a bidirectional module runs
@@ -76,508 +34,36 @@ all layers, whatever ``dropout``.
 
 from __future__ import annotations
 
-import math
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, TypeVar, cast
 
 import torch
-from torch import _VF, Tensor, nn
+from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from ..budget import Budget, BudgetLike, resolve_budget
 from ..errors import InfeasibleBudgetError
-from ..plan import EXACT_LIMIT, Backward, Forward, ForwardKeep, Plan, summary
-from ..plan.baselines import chen_cost, chen_segment
-from ..sizes import format_size
-from ..runtime.budget import (
-    Budget,
-    BudgetPlan,
-    Working,
+from ..plan import check_policy
+from ..runtime.executor import ExecStats, run_plan
+from ..runtime.fit import ModulePlan, RecurrencePlan, Working, fit
+from ..runtime.fused import MAX_CHUNK, RUN_COST_STEPS, FusedSegment
+from ..runtime.probe import (
+    PROBE_LENGTHS,
+    FusedSizes,
+    StepSizes,
+    chain_for,
     measure_working,
-    plan_recurrence,
-    resolve_budget,
+    probe_fused,
 )
-from ..runtime.executor import CheckFn, ExecStats, Pieces, SeedFn, Segment, run_plan
-from ..runtime.memory import MemoryMeter
-from ..runtime.probe import StepSizes
-from .recurrent import _check_policy
+from ..sizes import format_size
+from .recurrent import _OWN, UNBOUNDED
 
-__all__ = ["GRU", "LSTM", "RNN", "FusedPlan", "FusedSizes"]
+__all__ = ["GRU", "LSTM", "RNN", "RUN_COST_STEPS", "FusedPlan", "FusedSizes"]
 
-_KERNELS: dict[str, Callable[..., Any]] = {
-    "GRU": _VF.gru,
-    "RNN_TANH": _VF.rnn_tanh,
-    "RNN_RELU": _VF.rnn_relu,
-}
-_WEIGHTS_WARNING = "RNN module weights are not part of single contiguous chunk of memory"
-_PROBE_LENGTHS = (1, 8, 40)
-_MAX_CHUNK = 1024
-_CHUNK_SHARE = 32  # a sweep's pieces use at most 1/_CHUNK_SHARE of the budget
-RUN_COST_STEPS = 2  # what "auto" charges per fused call, in forward steps: NOTE [ Per-run time ]
-
-
-# ---------------------------------------------------------------------------------------
-# The segment: whole runs in one fused call
-# ---------------------------------------------------------------------------------------
-
-
-class _FusedSegment(Segment):
-    """Steps ``t0+1 .. t0+L`` of one direction of some layers, in fused kernel calls.
-
-    State: LSTM ``(h (layers, B, H_out), c (layers, B, H))``, GRU/RNN ``(h,)``.
-    """
-
-    def __init__(
-        self,
-        mode: str,
-        weights: Sequence[Sequence[Tensor]],
-        *,
-        has_biases: bool,
-        hidden_out: int,
-        dropout: float,
-        chunk: int,
-        keep_chunk: int = _MAX_CHUNK,
-        lengths: Tensor | None = None,
-        force_packed: bool = False,
-        quiet: bool = False,
-    ) -> None:
-        self.mode = mode
-        self.weights = [list(w) for w in weights]
-        self.flat = [w for ws in self.weights for w in ws]
-        self.num_layers = len(self.weights)
-        self.has_biases = has_biases
-        self.hidden_out = hidden_out
-        self.dropout = dropout if self.num_layers > 1 else 0.0
-        self.chunk = chunk
-        self.keep_chunk = keep_chunk
-        self.lengths = lengths  # sorted decreasing, CPU int64, or None: every step valid
-        self.active: list[int] | None = None  # sequences still running at step t+1
-        if lengths is not None:
-            steps = torch.arange(int(lengths[0])).unsqueeze(1)
-            self.active = (lengths.unsqueeze(0) > steps).sum(1).tolist()
-        self.force_packed = force_packed
-        self.quiet = quiet
-
-    # --- one kernel call -----------------------------------------------------------------
-
-    def _kernel(
-        self, x: Tensor, hx: tuple[Tensor, ...], weights: list[Tensor], layers: int,
-        batch_sizes: Tensor | None,
-    ) -> tuple[Tensor, tuple[Tensor, ...]]:
-        train = torch.is_grad_enabled()  # no-grad sweeps run the cheaper inference path
-        with warnings.catch_warnings():
-            if self.quiet and x.is_cuda:  # cuDNN copies a layer's weights out of the flat buffer
-                warnings.filterwarnings("ignore", message=_WEIGHTS_WARNING)
-            if self.mode == "LSTM":
-                if batch_sizes is None:
-                    out, h, c = _VF.lstm(x, hx, weights, self.has_biases, layers, 0.0, train,
-                                         False, False)
-                else:
-                    out, h, c = _VF.lstm(x, batch_sizes, hx, weights, self.has_biases, layers,
-                                         0.0, train, False)
-                return out, (h, c)
-            fn = _KERNELS[self.mode]
-            if batch_sizes is None:
-                out, h = fn(x, hx[0], weights, self.has_biases, layers, 0.0, train, False, False)
-            else:
-                out, h = fn(x, batch_sizes, hx[0], weights, self.has_biases, layers, 0.0,
-                            train, False)
-            return out, (h,)
-
-    def _masks(self, t0: int, L: int, B: int, ref: Tensor, seed: SeedFn | None) -> Tensor | None:
-        """Step ``t``'s inter-layer dropout masks, drawn right after ``seed(t)``: (L, layers-1, B, H)."""
-        if self.dropout == 0.0:
-            return None
-        m = torch.empty((L, self.num_layers - 1, B, self.hidden_out), dtype=ref.dtype,
-                        device=ref.device)
-        keep = 1.0 - self.dropout
-        if seed is None:
-            m.bernoulli_(keep)
-        else:
-            for i in range(L):
-                seed(t0 + i + 1)
-                m[i].bernoulli_(keep)
-        return m.mul_(1.0 / keep) if keep > 0 else m.zero_()
-
-    def _piece(
-        self, t0: int, x: Tensor, state: tuple[Tensor, ...], seed: SeedFn | None
-    ) -> tuple[Tensor, tuple[Tensor, ...]]:
-        L, B = x.shape[0], x.shape[1]
-        k, lens = B, None
-        if self.active is not None and self.lengths is not None:
-            k = self.active[t0]
-            if self.active[t0 + L - 1] != k or self.force_packed:
-                lens = (self.lengths[:k] - t0).clamp_(max=L)
-        xk = x if k == B else x[:, :k]
-        sk = state if k == B else tuple(s[:, :k].contiguous() for s in state)
-        masks = self._masks(t0, L, B, x, seed)
-        bs = None
-        if lens is not None:
-            packed = pack_padded_sequence(xk, lens, enforce_sorted=True)
-            xk, bs = packed.data, packed.batch_sizes
-        if masks is None:
-            out, new = self._kernel(xk, sk, self.flat, self.num_layers, bs)
-        else:
-            finals: list[tuple[Tensor, ...]] = []
-            out = xk
-            for layer, w in enumerate(self.weights):
-                if layer > 0:
-                    m = masks[:, layer - 1, :k]
-                    if lens is not None:
-                        m = pack_padded_sequence(m, lens, enforce_sorted=True).data
-                    out = out * m
-                hx = tuple(s[layer : layer + 1] for s in sk)
-                out, fin = self._kernel(out, hx, w, 1, bs)
-                finals.append(fin)
-            new = tuple(torch.cat(parts, 0) for parts in zip(*finals, strict=True))
-        if bs is not None:
-            out = pad_packed_sequence(PackedSequence(out, bs), total_length=L)[0]
-        if k < B:  # the finished sequences: zero outputs, states passed through
-            out = torch.cat([out, out.new_zeros((L, B - k, out.shape[2]))], 1)
-            new = tuple(torch.cat([n, s[:, k:]], 1) for n, s in zip(new, state, strict=True))
-        return out, new
-
-    def run(
-        self,
-        t0: int,
-        x: Tensor,
-        state: tuple[Tensor, ...],
-        *,
-        out: Tensor | None,
-        keep_y: bool,
-        seed: SeedFn | None,
-        check: CheckFn | None,
-    ) -> tuple[Tensor | list[Tensor] | None, tuple[Tensor, ...]]:
-        L = x.shape[0]
-        step = max(1, self.keep_chunk if torch.is_grad_enabled() else self.chunk)
-        ys: list[Tensor] = []
-        y: Tensor | None = None
-        for i in range(0, L, step):
-            j = min(L, i + step)
-            y, state = self._piece(t0 + i, x[i:j], state, seed)
-            if out is not None:
-                out[i:j].copy_(y.detach())
-            elif keep_y:
-                ys.append(y)
-        assert y is not None  # L >= 1
-        if check is not None:
-            check(t0 + L, y[-1], state)
-        if out is not None or not keep_y:
-            return None, state
-        return (ys[0] if len(ys) == 1 else Pieces(ys)), state
-
-
-# ---------------------------------------------------------------------------------------
-# Sizes and plans
-# ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FusedSizes:
-    """What one recurrence of fused calls keeps, measured by the probe (bytes).
-
-    Attributes:
-        step: per step: the state, the internal state (the planner's ``internal_size``)
-            and the output; see NOTE [ What a fused run keeps ].
-        run_bytes: kept per fused call (run) on top of its steps.
-        sweep_step_bytes: transient memory per step of a call without autograd.
-        sweep_bytes: transient memory per call without autograd, on top of its steps.
-        keep_step_bytes: transient memory per step of a kept call's backward (NOTE [
-            Kept runs in pieces ]).
-    """
-
-    step: StepSizes
-    run_bytes: int
-    sweep_step_bytes: int
-    sweep_bytes: int
-    keep_step_bytes: int = 0
-
-
-@dataclass(frozen=True)
-class FusedPlan:
-    """What a budgeted call runs: one plan per recurrence, with its byte figures.
-
-    A unidirectional module is one recurrence over all its layers; a bidirectional one
-    has ``2 * num_layers``, in the order ``l0, l0_reverse, l1, ...``, each planned with an
-    equal share of the budget (NOTE [ Bidirectional modules and the budget ]).
-
-    Attributes:
-        plans: each recurrence's :class:`~mbrnn.runtime.budget.BudgetPlan` (its
-            ``predicted_peak`` leaves out ``run_bytes``).
-        run_bytes: per recurrence, what the runs its plan keeps at once hold beyond the
-            planner's accounting (NOTE [ What a fused run keeps ]).
-        chunks: per recurrence, the steps per fused call in a sweep that keeps nothing.
-        budget: the whole budget in bytes.
-        keep_chunks: per recurrence, the most steps per fused call in a kept run.
-    """
-
-    plans: tuple[BudgetPlan, ...]
-    run_bytes: tuple[int, ...]
-    chunks: tuple[int, ...]
-    budget: int
-    keep_chunks: tuple[int, ...] = ()
-
-    @property
-    def predicted_peak(self) -> int:
-        """Sum of the recurrences' predicted peaks: what ``memory_budget`` bounds."""
-        return sum(bp.predicted_peak + r for bp, r in zip(self.plans, self.run_bytes, strict=True))
-
-    @property
-    def forward_steps(self) -> int:
-        return sum(bp.plan.forward_steps for bp in self.plans)
-
-    @property
-    def runs(self) -> int:
-        """Forward runs of all plans: kernel calls, sweeps' pieces aside."""
-        return sum(summary(bp.plan).runs for bp in self.plans)
-
-    def time_overhead(self, beta: float = 2.0) -> float:
-        """Predicted time against storing everything (the mean over recurrences)."""
-        return sum(bp.time_overhead(beta) for bp in self.plans) / len(self.plans)
-
-    def summary(self) -> str:
-        p = self.plans[0].plan
-        policies = ",".join(sorted({bp.plan.policy for bp in self.plans}))
-        return (
-            f"{len(self.plans)} recurrence(s), policy={policies} T={p.chain.length} "
-            f"forward_steps={self.forward_steps} (time x{self.time_overhead():.3f}) "
-            f"predicted_peak={format_size(self.predicted_peak)} of budget "
-            f"{format_size(self.budget)}"
-        )
-
-
-def _live_runs(plan: Plan) -> tuple[int, int, int]:
-    """``(most kept runs alive at once, forward runs, longest kept run)`` of ``plan``.
-
-    HSM and recompute-all keep one one-step run at a time; their runs are counted from
-    their shape rather than by replaying what may be hundreds of thousands of ops."""
-    T = plan.chain.length
-    if plan.policy in ("hsm", "recompute_all"):
-        return 1, 2 * T, 1
-    if plan.policy == "store_all":
-        return 1, 1, T
-    kept: dict[int, int] = {}
-    most = runs = longest = 0
-    for op in plan.ops:
-        if isinstance(op, ForwardKeep):
-            kept[op.stop] = op.start
-            most = max(most, len(kept))
-            longest = max(longest, op.stop - op.start)
-            runs += 1
-        elif isinstance(op, Forward):
-            runs += 1
-        elif isinstance(op, Backward):
-            s = op.stop
-            while s > op.start and s in kept:
-                s = kept.pop(s)
-    return most, runs, longest
-
-
-_Fit = tuple[BudgetPlan, int, int]  # plan, run_bytes, runs
-
-
-@lru_cache(maxsize=128)
-def _plan_one(
-    sizes: FusedSizes, length: int, budget: int, policy: str, working: Working, owner: str,
-    batch: int, chunk: int, keep_chunk: int = _MAX_CHUNK, keep_step: int = 0,
-) -> tuple[BudgetPlan, int]:
-    """Plan one recurrence with ``chunk``-step sweeps and kept runs in calls of at most
-    ``keep_chunk`` steps; ``(plan, run_bytes)``.
-
-    NOTE [ Plans with per-run memory ]
-    A plan that keeps ``k`` runs at once needs ``(k - 1) * run_bytes`` more than the
-    planner predicts. Where that does not fit, the planner's budget is lowered: first by
-    the excess, then by bisection (a few solves), keeping the cheapest plan that fits.
-    ``"auto"`` does this for each policy (``msm``, ``ism``, ``hsm``, ``chen``,
-    ``recompute_all``) and takes the cheapest plan by NOTE [ Per-run time ], then the
-    fewest runs: with large per-run memory Chen's or HSM's plans, which keep one run at a
-    time, can beat the optimal plans of the planner's cost model. A named policy that
-    cannot fit, or fits only by recomputing everything, falls back on ``hsm``, then
-    ``recompute_all``.
-
-    NOTE [ Shorter segments ]
-    Chen's plan re-runs about ``T`` steps in ``2 sqrt(T)`` runs: few, long runs, which on
-    a CPU ran as fast as storing everything. Where its ``sqrt(T)`` segments do not fit,
-    ``"auto"`` also tries Chen's plan with the longest shorter segments that fit
-    (``k`` down to ``sqrt(T s / a)``, where its peak is least): the same ``~2 T`` forward
-    steps in ``~2 T / k`` runs, where the planner's optimal plan at that memory has many
-    short runs. ``policy="chen"`` is the baseline and keeps ``ceil(sqrt(T))``.
-
-    NOTE [ Per-run time ]
-    The planner counts forward steps; a fused call also costs a fixed time of its own
-    (oneDNN reorders the weights and cuDNN sets up its descriptors on every call). On
-    the CPU the README's benchmarks ran on (one thread), ``scripts/bench_calls.py``
-    measured a call as 1.0 to 1.1 steps at ``B = 32, H = 256``, 3.4 to 3.6 at
-    ``H = 64``, 4.7 to 5.4 at ``H = 1024``, 14 to 17 at ``B = 8`` and 0.1 at
-    ``B = 128`` (steps of 64-step calls, without autograd). ``"auto"`` ranks plans by
-    ``forward_steps + RUN_COST_STEPS * runs`` with ``RUN_COST_STEPS = 2``, within that
-    range: each run saved is worth two forward steps. At ``T = 1000``, ``B = 32``, 5 % of the
-    activation memory, that picks Chen's plan (1,992 steps in 63 runs) over the optimal
-    MSM plan (1,985 steps in 149 runs), which measured 3 to 15 % slower in three benchmark
-    runs. The choice stays a pure function of the probed sizes, so plans are
-    reproducible.
-    """
-    sweep = sizes.sweep_bytes + chunk * sizes.sweep_step_bytes
-    w = Working(single=working.single + sweep, multi=working.multi + sweep)
-
-    def plan(target: int, p: str, segment: int | None = None) -> BudgetPlan:
-        return plan_recurrence(sizes.step, length, target, p, w, owner=owner, batch_size=batch,
-                               segment=segment)
-
-    def fits(bp: BudgetPlan) -> tuple[_Fit | None, int]:
-        live, runs, longest = _live_runs(bp.plan)
-        # NOTE [ Kept runs in pieces ]: the backward of the longest call
-        extra = (max(0, live - 1) * sizes.run_bytes
-                 + max(0, min(longest, keep_chunk) - 1) * keep_step)
-        over = bp.predicted_peak + extra - budget
-        return ((bp, extra, runs) if over <= 0 else None), over
-
-    def better(a: _Fit | None, b: _Fit | None) -> _Fit | None:
-        if a is None or b is None:
-            return a or b
-        ka = (a[0].plan.forward_steps + RUN_COST_STEPS * a[2], a[2])
-        return a if ka <= (b[0].plan.forward_steps + RUN_COST_STEPS * b[2], b[2]) else b
-
-    def fit(p: str) -> _Fit | None:
-        try:
-            bp = plan(budget, p)
-        except InfeasibleBudgetError:
-            return None
-        best, over = fits(bp)
-        if best is not None or p in ("store_all", "chen", "recompute_all", "hsm"):
-            return best  # these keep one run at a time: nothing to lower
-        lo, hi, target = 0, budget, budget - over
-        for _ in range(5):
-            if not lo < target < hi:
-                target = (lo + hi) // 2
-            if hi - lo <= sizes.step.state_bytes:
-                break
-            try:
-                got, over = fits(plan(target, p))
-            except InfeasibleBudgetError:
-                lo, target = target, (target + hi) // 2
-                continue
-            if got is None:
-                hi, target = target, target - over
-            else:
-                best = better(best, got)
-                lo, target = target, (target + hi) // 2
-        return best
-
-    def fit_segments() -> _Fit | None:
-        """Chen's plan with the longest segments shorter than ``ceil(sqrt(T))`` that fit."""
-        def attempt(k: int) -> _Fit | None:
-            try:
-                return fits(plan(budget, "chen", k))[0]
-            except InfeasibleBudgetError:
-                return None
-
-        # Chen's peak s (n - 1) + a (k - 1), n = ceil(T / k), in closed form: with the
-        # working set it bounds what a plan needs from below, so the longest k that
-        # passes is tried first (the peak is not monotone in k: n jumps)
-        st, a = sizes.step.state_bytes, sizes.step.internal_bytes
-        floor = w.multi + st  # plan_recurrence's working set and slack
-        ks = [k for k in range(chen_segment(length) - 1, 0, -1)
-              if chen_cost(length, st, a, k)[1] + floor <= budget]
-        for k in ks[:16]:
-            got = attempt(k)
-            if got is not None:
-                return got
-        return None
-
-    best: _Fit | None = None
-    if policy == "auto":
-        names = ["store_all", "msm", "ism", "hsm", "chen"]
-        fitted = {p: fit(p) for p in (
-            names if length <= EXACT_LIMIT else [n for n in names if n != "ism"])}
-        for got in fitted.values():
-            best = better(best, got)
-        if fitted["chen"] is None:  # NOTE [ Shorter segments ]
-            best = better(best, fit_segments())
-    else:
-        plan(budget, policy)  # raises InfeasibleBudgetError below the policy's minimum
-        best = fit(policy)
-    quadratic = length * (length + 1) // 2
-    for fallback in ("hsm", "recompute_all"):
-        # a named policy whose fitting plan degenerated to recomputing everything (pure
-        # ISM at a small budget: quadratic, whatever its label) also tries HSM, and
-        # keeps the cheaper
-        if best is None or (policy != "recompute_all" and length > 2
-                            and best[0].plan.forward_steps >= quadratic):
-            best = better(best, fit(fallback))
-    if best is None:  # below every policy's minimum: say so, with the minimum
-        plan(budget, policy)
-        raise AssertionError("recompute_all keeps one one-step run at a time")  # pragma: no cover
-    return best[0], best[1]
-
-
-def _measure(
-    segment: _FusedSegment, features: int, state_shapes: list[tuple[int, ...]],
-    device: torch.device, dtype: torch.dtype,
-) -> tuple[FusedSizes, list[Tensor]]:
-    """Probe one recurrence's fused calls: NOTE [ What a fused run keeps ]."""
-    gen = torch.Generator().manual_seed(0)
-    B = state_shapes[0][1]
-
-    def inputs(L: int, grad: bool) -> tuple[Tensor, tuple[Tensor, ...]]:
-        x = torch.randn(L, B, features, generator=gen, dtype=dtype).to(device)
-        st = tuple(torch.zeros(s, dtype=dtype, device=device) for s in state_shapes)
-        if grad:
-            return x.requires_grad_(), tuple(s.requires_grad_() for s in st)
-        return x, st
-
-    segment.chunk = segment.keep_chunk = max(_PROBE_LENGTHS)
-    kept: dict[int, int] = {}
-    state_bytes = 0
-    for L in _PROBE_LENGTHS:
-        x, st = inputs(L, True)
-        with MemoryMeter(device) as meter, torch.enable_grad():
-            ys, new = segment.run(0, x, st, out=None, keep_y=True, seed=None, check=None)
-            held = meter.current
-        kept[L] = max(meter.peak, held)
-        state_bytes = sum(t.numel() * t.element_size() for t in new)
-        del ys, new
-    back: dict[int, int] = {}  # a kept call's backward, beyond what the call holds
-    for L in _PROBE_LENGTHS[1:]:
-        x, st = inputs(L, True)
-        x = x.detach()  # the input's gradient is charged by _plan where it is needed
-        with torch.enable_grad():
-            ys, new = segment.run(0, x, st, out=None, keep_y=True, seed=None, check=None)
-        assert isinstance(ys, Tensor)
-        outs = [ys, *new]
-        grads = [torch.ones_like(o) for o in outs]
-        with MemoryMeter(device) as meter:
-            torch.autograd.grad(outs, [*st, *segment.flat], grads, allow_unused=True)
-        back[L] = meter.peak
-        del ys, new, outs, grads
-    swept: dict[int, int] = {}
-    for L in _PROBE_LENGTHS[1:]:
-        x, st = inputs(L, False)
-        with MemoryMeter(device) as meter, torch.no_grad():
-            segment.run(0, x, st, out=None, keep_y=False, seed=None, check=None)
-        swept[L] = meter.peak
-    L1, L2 = _PROBE_LENGTHS[1:]
-    internal = max(state_bytes, math.ceil((kept[L2] - kept[L1]) / (L2 - L1)))
-    run_bytes = max(0, *(kept[L] - L * internal for L in _PROBE_LENGTHS))
-    sweep_step = max(0, math.ceil((swept[L2] - swept[L1]) / (L2 - L1)))
-    sweep = max(0, *(swept[L] - L * sweep_step for L in (L1, L2)))
-    keep_step = max(0, math.ceil((back[L2] - back[L1]) / (L2 - L1)))
-    elt = torch.empty((), dtype=dtype).element_size()
-    step = StepSizes(
-        state_bytes=state_bytes,
-        internal_bytes=internal,
-        output_bytes=B * segment.hidden_out * elt,
-        saved_bytes=internal,
-    )
-    x1, st1 = inputs(1, False)
-    return FusedSizes(step, run_bytes, sweep_step, sweep, keep_step), [x1[0], *st1]
-
-
-# ---------------------------------------------------------------------------------------
-# The modules
-# ---------------------------------------------------------------------------------------
+#: The plan of a budgeted module call (one per recurrence): :class:`~mbrnn.runtime.fit.ModulePlan`.
+FusedPlan = ModulePlan
+#: A sweep's pieces use at most 1/_CHUNK_SHARE of the budget.
+_CHUNK_SHARE = 32
 
 
 def _reverse_index(lengths: Tensor | None, T: int, B: int, device: torch.device) -> Tensor | None:
@@ -601,18 +87,18 @@ _R = TypeVar("_R", bound="_BudgetedRNN")
 class _BudgetedRNN(nn.RNNBase):
     """What ``LSTM``, ``GRU`` and ``RNN`` add to torch's modules: the budgeted path."""
 
-    memory_budget: Budget
+    memory_budget: BudgetLike
     policy: str
     _torch_class: type[nn.RNNBase]
 
-    def _init_budget(self, memory_budget: Budget, policy: str) -> None:
+    def _init_budget(self, memory_budget: BudgetLike, policy: str) -> None:
         name = type(self).__name__
-        if memory_budget is not None:
-            resolve_budget(memory_budget, torch.device("cpu"), owner=name)  # validate
+        Budget.parse(memory_budget, name=f"{name}: memory_budget")  # validate
         self.memory_budget = memory_budget
-        self.policy = _check_policy(name, policy)
+        self.policy = check_policy(name, policy)
         self._sizes: dict[tuple[Any, ...], tuple[FusedSizes, Working]] = {}
-        self.last_plan: FusedPlan | None = None
+        self._budgets: dict[tuple[object, ...], int] = {}
+        self.last_plan: ModulePlan | None = None
         self.last_stats: tuple[ExecStats, ...] | None = None
 
     def extra_repr(self) -> str:
@@ -621,7 +107,7 @@ class _BudgetedRNN(nn.RNNBase):
     # --- construction --------------------------------------------------------------------
 
     @classmethod
-    def from_torch(cls: type[_R], module: nn.RNNBase, *, memory_budget: Budget = None,
+    def from_torch(cls: type[_R], module: nn.RNNBase, *, memory_budget: BudgetLike = None,
                    policy: str = "auto") -> _R:
         """Build one from an existing torch module: same configuration, device, dtype,
         weights (loaded strictly) and training mode."""
@@ -671,9 +157,9 @@ class _BudgetedRNN(nn.RNNBase):
         return self.training and self.dropout > 0 and not self.bidirectional
 
     def _segment(self, layers: tuple[int, ...], direction: int, *, chunk: int = 1,
-                 keep_chunk: int = _MAX_CHUNK, lengths: Tensor | None = None,
-                 force_packed: bool = False) -> _FusedSegment:
-        return _FusedSegment(
+                 keep_chunk: int = MAX_CHUNK, lengths: Tensor | None = None,
+                 force_packed: bool = False) -> FusedSegment:
+        return FusedSegment(
             self.mode, self._weights(layers, direction), has_biases=self.bias,
             hidden_out=self._hidden_out,
             dropout=self.dropout if self._dropout_active() else 0.0,
@@ -690,6 +176,8 @@ class _BudgetedRNN(nn.RNNBase):
 
     def _probe(self, index: int, B: int, device: torch.device, dtype: torch.dtype,
                packed: bool) -> tuple[FusedSizes, Working]:
+        """Sizes and working set of recurrence ``index``: probed once per batch size,
+        device, dtype and packing, never per length."""
         layers, _, features = self._recurrences()[index]
         key = (layers, features, B, device, dtype, self._dropout_active(), packed,
                torch.is_autocast_enabled(device.type))
@@ -700,11 +188,11 @@ class _BudgetedRNN(nn.RNNBase):
         shapes = self._state_shapes(len(layers), B)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             seg = self._segment(layers, 0)
-            sizes, example = _measure(seg, features, shapes, device, dtype)
+            sizes, example = probe_fused(seg, features, shapes, device, dtype)
             if packed:  # the kernel's packed variant keeps its own figures (ATen on CPU)
-                lengths = torch.full((B,), max(_PROBE_LENGTHS), dtype=torch.int64)
+                lengths = torch.full((B,), max(PROBE_LENGTHS), dtype=torch.int64)
                 seg_p = self._segment(layers, 0, lengths=lengths, force_packed=True)
-                sp, _ = _measure(seg_p, features, shapes, device, dtype)
+                sp, _ = probe_fused(seg_p, features, shapes, device, dtype)
                 sizes = FusedSizes(
                     StepSizes(sizes.step.state_bytes,
                               max(sizes.step.internal_bytes, sp.step.internal_bytes),
@@ -715,54 +203,50 @@ class _BudgetedRNN(nn.RNNBase):
                     max(sizes.keep_step_bytes, sp.keep_step_bytes),
                 )
             seg.chunk = seg.keep_chunk = 1
-            working = measure_working(
-                cast(Any, seg), example[0], tuple(example[1:]), params, sizes.step)
+            working = measure_working(seg, example[0], tuple(example[1:]), params,
+                                      chain_for(sizes, 4, chunk=1, keep_chunk=1))
         self._sizes[key] = (sizes, working)
         return sizes, working
 
     # --- planning --------------------------------------------------------------------------
 
     def _plan(self, T: int, B: int, budget: int, device: torch.device, dtype: torch.dtype,
-              packed: bool, input_grad: bool = True) -> FusedPlan:
+              packed: bool, input_grad: bool = True) -> ModulePlan:
+        """Fit every recurrence to its share of ``budget``: NOTE [ The budgeted path ]."""
         name = type(self).__name__
         recs = self._recurrences()
         share = budget // len(recs)
-        plans: list[BudgetPlan] = []
-        extras: list[int] = []
+        plans: list[RecurrencePlan] = []
         chunks: list[int] = []
-        keeps: list[int] = []
         minimum = 0
-        for i in range(len(recs)):
+        elt = torch.empty((), dtype=dtype).element_size()
+        for i, (layers, _, features) in enumerate(recs):
             sizes, working = self._probe(i, B, device, dtype, packed)
-            chunk = 1
-            if sizes.sweep_step_bytes > 0:
-                chunk = max(1, min(_MAX_CHUNK, share // (_CHUNK_SHARE * sizes.sweep_step_bytes)))
-            else:
-                chunk = _MAX_CHUNK
-            keep = _MAX_CHUNK
+            chunk = MAX_CHUNK
+            if sizes.sweep_step_bytes > 0:  # a sweep's pieces: a small share of the budget
+                chunk = max(1, min(MAX_CHUNK, share // (_CHUNK_SHARE * sizes.sweep_step_bytes)))
             # NOTE [ Kept runs in pieces ]: a call's backward also returns its input's
             # gradient where the input needs one (later layers' always do)
-            layers, _, features = recs[i]
             x_grad = input_grad or layers[0] > 0
-            elt = torch.empty((), dtype=dtype).element_size()
-            keep_step = sizes.keep_step_bytes + (B * features * elt if x_grad else 0)
-            try:
+            back = sizes.keep_step_bytes + (B * features * elt if x_grad else 0)
+            context = f"seq_len={T}, batch {B}"
+            got: RecurrencePlan | None = None
+            for c in dict.fromkeys((chunk, 1)):  # the smallest budgets sweep one step a call
+                chain = chain_for(sizes, T, chunk=c, keep_chunk=MAX_CHUNK,
+                                  backward_step_bytes=back)
                 try:
-                    bp, extra = _plan_one(sizes, T, share, self.policy, working, name, B, chunk,
-                                          keep, keep_step)
-                except InfeasibleBudgetError:  # the smallest budgets sweep one step per call
-                    chunk = 1
-                    bp, extra = _plan_one(sizes, T, share, self.policy, working, name, B, chunk,
-                                          keep, keep_step)
-            except InfeasibleBudgetError as e:
-                minimum = max(minimum, int(e.minimum))
-                if len(recs) == 1:
-                    raise
-                continue
-            plans.append(bp)
-            extras.append(extra)
-            chunks.append(chunk)
-            keeps.append(keep)
+                    got = fit(chain, share, self.policy, working,
+                              run_cost=FusedSegment.run_cost_steps, owner=name, context=context)
+                except InfeasibleBudgetError as e:
+                    if c == 1 or chunk == 1:
+                        if len(recs) == 1:
+                            raise
+                        minimum = max(minimum, int(e.minimum))
+                    continue
+                chunks.append(c)
+                break
+            if got is not None:
+                plans.append(got)
         if minimum:
             total = minimum * len(recs)
             raise InfeasibleBudgetError(
@@ -773,7 +257,7 @@ class _BudgetedRNN(nn.RNNBase):
                 "the sequence",
                 minimum=total,
             )
-        return FusedPlan(tuple(plans), tuple(extras), tuple(chunks), budget, tuple(keeps))
+        return ModulePlan(tuple(plans), tuple(chunks), (MAX_CHUNK,) * len(plans), budget)
 
     def _where(self, device: torch.device | str | None, dtype: torch.dtype | None
                ) -> tuple[torch.device, torch.dtype]:
@@ -786,30 +270,30 @@ class _BudgetedRNN(nn.RNNBase):
         seq_len: int,
         batch_size: int,
         *,
-        memory_budget: Budget | str = "module",
+        memory_budget: BudgetLike = _OWN,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         packed: bool = False,
         input_requires_grad: bool = True,
-    ) -> FusedPlan:
+    ) -> ModulePlan:
         """The plan a call with this length and batch would run, without running it.
 
         Probes the fused kernel once per batch size, device and dtype (a few short calls)
-        and plans; the :class:`FusedPlan` holds the plans, ``.predicted_peak`` (bytes,
-        what ``memory_budget`` bounds) and ``.time_overhead()`` against storing
-        everything. ``memory_budget`` defaults to the module's own; ``None`` plans
-        with an unbounded budget (storing everything). ``packed=True`` plans for a
-        ``PackedSequence`` input; ``input_requires_grad=False`` for an input that needs
-        no gradient (a call's backward then returns none: NOTE [ Kept runs in pieces ]).
+        and plans; the :class:`~mbrnn.runtime.fit.ModulePlan` holds the plans,
+        ``.predicted_peak`` (bytes, what ``memory_budget`` bounds) and
+        ``.time_overhead()`` against storing everything. ``memory_budget`` defaults to the
+        module's own; ``None`` plans with an unbounded budget (storing everything).
+        ``packed=True`` plans for a ``PackedSequence`` input; ``input_requires_grad=False``
+        for an input that needs no gradient.
         """
         name = type(self).__name__
         for arg, value in (("seq_len", seq_len), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}.plan_for: {arg} must be an int >= 1, got {value!r}")
         dev, dt = self._where(device, dtype)
-        arg = self.memory_budget if memory_budget == "module" else memory_budget
-        budget = resolve_budget(arg, dev, owner=name)
-        return self._plan(seq_len, batch_size, 2**62 if budget is None else budget, dev, dt,
+        arg = self.memory_budget if memory_budget is _OWN else memory_budget
+        budget = resolve_budget(name, arg, dev, self._budgets, (seq_len, batch_size, dev))
+        return self._plan(seq_len, batch_size, UNBOUNDED if budget is None else budget, dev, dt,
                           packed, input_requires_grad)
 
     def minimum_budget(
@@ -905,7 +389,8 @@ class _BudgetedRNN(nn.RNNBase):
         name = type(self).__name__
         x, flat, lengths, unbatched, packed = self._prepare(input, hx)
         T, B, _ = x.shape
-        budget = resolve_budget(self.memory_budget, x.device, owner=name)
+        budget = resolve_budget(name, self.memory_budget, x.device, self._budgets,
+                                (T, B, x.device))
         assert budget is not None
         fplan = self._plan(T, B, budget, x.device, x.dtype, packed is not None,
                            x.requires_grad)
@@ -964,20 +449,21 @@ class LSTM(_BudgetedRNN, nn.LSTM):
             proj_size, device, dtype: exactly as :class:`torch.nn.LSTM`.
         memory_budget: keyword-only. ``None`` (default: exactly ``torch.nn.LSTM``,
             storing every step), an int in bytes, a string such as ``"512MiB"``,
-            ``"auto"`` (what is free on the input's device at call time: on CUDA the free
-            memory minus ``max(AUTO_CUDA_MARGIN, 5 % of the device)``, on CPU
-            ``AUTO_CPU_FRACTION`` of the available RAM; see :mod:`mbrnn.runtime.budget`)
-            or a float in (0, 1], that fraction of ``"auto"``. It bounds what
-            back-propagation keeps (checkpoints, kept runs, the executor's working set),
-            not the input, the output or their gradients, nor, for bidirectional
-            modules, each layer's output sequence (NOTE [ Bidirectional modules and the
-            budget ]).
-        policy: keyword-only. ``"auto"`` (default: the fewest recomputed steps, each
-            fused call counted as ``RUN_COST_STEPS`` steps, so fewer and longer runs win
-            near-ties; Chen's plan with shorter segments is among the candidates: NOTE [
-            Per-run time ], NOTE [ Shorter segments ]) or any planner policy:
-            ``"store_all"``, ``"recompute_all"``, ``"chen"``, ``"hsm"``, ``"ism"``,
-            ``"msm"``.
+            ``"auto"`` (what is free on the input's device: on CUDA the free memory minus
+            ``max(AUTO_CUDA_MARGIN, 5 % of the device)``, on CPU ``AUTO_CPU_FRACTION`` of
+            the available RAM or of the container's limit), or a fraction of that as
+            ``"50%"`` or ``mbrnn.Budget.fraction(0.5)``; ``"auto"`` and fractions are
+            resolved once per input shape (:class:`mbrnn.Budget`). A bare float is an
+            error. It bounds what back-propagation holds (checkpoints, kept runs,
+            recomputation, the executor's working set), not the input, the output or
+            their gradients, nor, for bidirectional modules, each layer's output
+            sequence (NOTE [ Bidirectional modules and the budget ]).
+        policy: keyword-only. ``"auto"`` (default: the plan of the fewest forward steps,
+            each fused call counted as ``RUN_COST_STEPS`` steps, so fewer and longer
+            runs win near-ties; Chen's plan with shorter segments is among the
+            candidates) or one planner policy, which runs as named or raises
+            :class:`~mbrnn.errors.InfeasibleBudgetError`: ``"store_all"``,
+            ``"recompute_all"``, ``"chen"``, ``"hsm"``, ``"ism"``, ``"msm"``.
 
     Inputs: input, (h_0, c_0)
         - **input**: :math:`(L, N, H_{in})`, :math:`(N, L, H_{in})` with
@@ -1019,7 +505,7 @@ class LSTM(_BudgetedRNN, nn.LSTM):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         *,
-        memory_budget: Budget = None,
+        memory_budget: BudgetLike = None,
         policy: str = "auto",
     ) -> None:
         nn.LSTM.__init__(self, input_size, hidden_size, num_layers, bias, batch_first,
@@ -1042,7 +528,7 @@ class GRU(_BudgetedRNN, nn.GRU):
 
     Example::
 
-        >>> gru = mbrnn.GRU(64, 128, num_layers=2, memory_budget=0.25)
+        >>> gru = mbrnn.GRU(64, 128, num_layers=2, memory_budget="25%")
         >>> out, h = gru(torch.randn(5000, 8, 64))
     """
 
@@ -1060,7 +546,7 @@ class GRU(_BudgetedRNN, nn.GRU):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         *,
-        memory_budget: Budget = None,
+        memory_budget: BudgetLike = None,
         policy: str = "auto",
     ) -> None:
         nn.GRU.__init__(self, input_size, hidden_size, num_layers, bias, batch_first, dropout,
@@ -1102,7 +588,7 @@ class RNN(_BudgetedRNN, nn.RNN):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         *,
-        memory_budget: Budget = None,
+        memory_budget: BudgetLike = None,
         policy: str = "auto",
     ) -> None:
         nn.RNN.__init__(self, input_size, hidden_size, num_layers, nonlinearity, bias,

@@ -31,7 +31,7 @@ from .hsm import hsm_cost
 from .ops import Backward, Forward, ForwardKeep, FreeHidden, KeepHidden, Op, Plan
 from .policy import POLICIES
 from .simulate import simulate_ops, summary
-from .solver import solve
+from .solver import minimum_budget, solve
 from .table import tables
 
 if TYPE_CHECKING:
@@ -246,8 +246,9 @@ def tradeoff_curves(
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Memory (fraction of the store-all peak) and ``C/T`` for each policy.
 
-    Baselines give one point each (their own peak); ``hsm`` (closed form, from one slot)
-    and ``ism``/``msm`` (from two hidden states) give curves over budgets up to store-all.
+    Baselines give one point each (their own peak); ``hsm`` (closed form) and
+    ``ism``/``msm`` give curves over budgets from two hidden states (``h[0]`` and the
+    input of the step being back-propagated) up to store-all.
     Up to ``EXACT_LIMIT`` steps one exact table gives a whole ISM/MSM curve; beyond, the
     hierarchical planner is solved at a few budgets.
     """
@@ -261,16 +262,17 @@ def tradeoff_curves(
             )
         if policy == "store_all":
             x, y = np.array([full]), np.array([T])
-        elif policy == "recompute_all":
-            x, y = np.array([s]), np.array([T * (T + 1) // 2])  # keeps only h[0]
+        elif policy == "recompute_all":  # keeps h[0] and the running step's input
+            x, y = np.array([minimum_budget(chain)]), np.array([T * (T + 1) // 2])
         elif policy == "chen":
             sim = simulate_ops(chen_ops(T), chain)
             x, y = np.array([sim.peak]), np.array([sim.forward_steps])
-        elif policy == "hsm":
-            cmax = max(1, math.floor(full / s + 1e-9))
-            cs = np.unique(np.geomspace(1, cmax, 256).astype(int))
+        elif policy == "hsm":  # c states: c - 1 checkpoints and the running step's input
+            least = 1 if T == 1 else 2
+            cmax = max(least, math.floor(full / s + 1e-9))
+            cs = np.unique(np.geomspace(least, cmax, 256).astype(int))
             x = cs * s
-            y = np.array([hsm_cost(T, int(c)) for c in cs])
+            y = np.array([hsm_cost(T, int(c) - (least - 1)) for c in cs])
         else:
             x, y = _optimal_curve(chain, policy, curve_points)
         out[policy] = (np.asarray(x, dtype=float) / full, np.asarray(y, dtype=float) / T)

@@ -3,10 +3,9 @@
 ``simulate`` replays a plan's ops without running anything, checks that every op is
 legal, counts forward steps and runs, and tracks memory by this accounting, at every op:
 
-    memory = state_size * |kept hidden states, h[0] included|
+    memory = state_size * |kept hidden states (h[0] included) and run inputs|
            + internal_size * |kept internal states, except the step being back-propagated|
            + run_size * |kept calls not yet back-propagated|
-           + state_size * |run inputs|                     (with count_run_inputs=True)
            + sweep_size                                    (while a Forward op runs)
            + backward_transient(run)                       (while a kept run is back-propagated)
 
@@ -15,10 +14,12 @@ and the incoming gradient are working memory, not counted; an executor adds them
 constant (see ``mbrnn.runtime``). With the :class:`~mbrnn.plan.chain.Chain`'s executor
 terms at zero (their default) this is exactly the paper's accounting.
 
-A *run input* is the start state of a ``ForwardKeep`` run that begins at the running
-state of a sweep, rather than at a kept hidden state or inside a kept internal state:
-autograd saves it with the run until the run is back-propagated. The optimal
-recurrences do not model it; ``count_run_inputs=True`` counts it.
+A *run input* is the start state of a ``ForwardKeep`` run that does not begin inside a
+kept internal state (it begins at the running state of a sweep or at a kept hidden
+state): autograd saves it with the run until the run is back-propagated, so it is held
+even if the plan frees that hidden state meanwhile. The dynamic programs
+count it too (see :mod:`mbrnn.plan.table`), so their plans fit their budgets as
+simulated here.
 
 Two rules beyond the accounting make a plan executable with one autograd graph per run:
 a ``Backward`` covers whole ``ForwardKeep`` runs (never part of one), and the first
@@ -72,15 +73,13 @@ class Simulation:
     longest_run: int = 0
 
 
-def simulate(plan: Plan, chain: Chain | None = None, *, count_run_inputs: bool = False) -> Simulation:
+def simulate(plan: Plan, chain: Chain | None = None) -> Simulation:
     """Replay ``plan`` on ``chain`` (default: the plan's own) and check it.
 
     Raises:
         PlanError: at the first illegal op, naming the op and the rule it breaks.
     """
-    return simulate_ops(
-        plan.ops, chain if chain is not None else plan.chain, count_run_inputs=count_run_inputs
-    )
+    return simulate_ops(plan.ops, chain if chain is not None else plan.chain)
 
 
 def summary(plan: Plan) -> Simulation:
@@ -88,7 +87,7 @@ def summary(plan: Plan) -> Simulation:
     return plan.stats if plan.stats is not None else simulate(plan)
 
 
-def simulate_ops(ops: Iterable[Op], chain: Chain, *, count_run_inputs: bool = False) -> Simulation:
+def simulate_ops(ops: Iterable[Op], chain: Chain) -> Simulation:
     """Replay an op sequence; raise :class:`PlanError` at the first illegal op."""
     T = chain.length
     s, a = chain.state_size, chain.internal_size
@@ -116,10 +115,7 @@ def simulate_ops(ops: Iterable[Op], chain: Chain, *, count_run_inputs: bool = Fa
 
     def held() -> float:
         counted = kept_steps - (1 if run_at(frontier) is not None else 0)
-        mem = s * len(hidden) + a * counted + r * live_calls
-        if count_run_inputs:
-            mem += s * len(run_inputs)
-        return mem
+        return s * len(hidden | run_inputs) + a * counted + r * live_calls
 
     for op in ops:
         n += 1
@@ -141,7 +137,7 @@ def simulate_ops(ops: Iterable[Op], chain: Chain, *, count_run_inputs: bool = Fa
                     clash = starts[i - 1] if i > 0 and stop_of[starts[i - 1]] > start else starts[i]
                     first = max(start, clash) + 1
                     raise PlanError(f"op {n} {op}: internal state {first} is already kept")
-                if start not in hidden and not inside:
+                if not inside:  # the run holds its start state, even once it is freed
                     run_inputs.add(start)
                 starts.insert(i, start)
                 stop_of[start] = stop

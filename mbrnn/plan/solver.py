@@ -15,19 +15,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 from ..errors import InfeasibleBudgetError
-from .baselines import chen_cost, chen_ops, recompute_all_ops, store_all_ops
+from .baselines import (
+    chen_cost,
+    chen_ops,
+    chen_segment,
+    chen_stats,
+    recompute_all_ops,
+    recompute_all_stats,
+    store_all_ops,
+    store_all_stats,
+)
 from .chain import Chain
 from .emit import emit, merge
 from .hierarchy import EXACT_LIMIT, hierarchical
-from .hsm import hsm_cost, hsm_decide
+from .hsm import hsm_cost, hsm_decide, hsm_stats
 from .ops import Op, OpSequence, Plan
-from .policy import POLICIES, PolicyName, check_policy
-from .simulate import summary
+from .policy import POLICIES, PolicyName, check_policy, rank
+from .simulate import Simulation, summary
 from .table import tables
 
-__all__ = ["EXACT_LIMIT", "POLICIES", "solve"]
+__all__ = ["EXACT_LIMIT", "POLICIES", "candidates", "chen_segments", "minimum_budget", "solve"]
 
 
 def _check_budget(budget: object) -> float:
@@ -45,6 +55,12 @@ def _check_leaf(leaf: object) -> int:
     return leaf
 
 
+def minimum_budget(chain: Chain) -> float:
+    """The least budget any policy plans ``chain`` in: ``h[0]``, and for ``T >= 2`` the
+    input of the step being back-propagated (``2 * state_size``)."""
+    return chain.state_size * (1 if chain.length == 1 else 2)
+
+
 def _infeasible(chain: Chain, budget: float, minimum: float, policy: str) -> InfeasibleBudgetError:
     return InfeasibleBudgetError(
         f"budget={budget:g} is below the minimum {minimum:g} that policy {policy!r} needs for "
@@ -57,40 +73,66 @@ def _infeasible(chain: Chain, budget: float, minimum: float, policy: str) -> Inf
 
 
 def _plan(policy: str, chain: Chain, budget: float, cost: int,
-          factory: Callable[[], Iterator[Op]], exact: bool = True) -> Plan:
-    return Plan(policy, chain, budget, cost, OpSequence(factory), exact)
+          factory: Callable[[], Iterator[Op]], exact: bool = True,
+          stats: Simulation | None = None) -> Plan:
+    return Plan(policy, chain, budget, cost, OpSequence(factory), exact, stats)
+
+
+def _store_all(policy: str, chain: Chain, budget: float) -> Plan:
+    T = chain.length
+    return _plan(policy, chain, budget, T, lambda: store_all_ops(T), stats=store_all_stats(chain))
+
+
+def _recompute_all(policy: str, chain: Chain, budget: float) -> Plan:
+    T = chain.length
+    return _plan(policy, chain, budget, T * (T + 1) // 2, lambda: recompute_all_ops(T),
+                 stats=recompute_all_stats(chain))
+
+
+def _hsm(chain: Chain, budget: float, exact: bool = True) -> Plan:
+    """Revolve with the slots the budget holds, one kept for the input of the step being
+    back-propagated (``T >= 2``): ``C(t, c) = hsm_cost(t, c - 1)`` in this accounting."""
+    T = chain.length
+    c = math.floor(budget / chain.state_size + 1e-9) - (0 if T == 1 else 1)
+    return _plan("hsm", chain, budget, hsm_cost(T, c), lambda: merge(emit(T, c, hsm_decide)),
+                 exact, hsm_stats(chain, c))
+
+
+def _chen(chain: Chain, budget: float, segment: int | None) -> Plan:
+    T = chain.length
+    cost, peak = chen_cost(T, chain.state_size, chain.internal_size, segment)
+    if budget < peak * (1 - 1e-12):
+        raise _infeasible(chain, budget, peak, "chen")
+    return _plan("chen", chain, budget, cost, lambda: chen_ops(T, segment),
+                 stats=chen_stats(chain, segment))
 
 
 def _solve_one(chain: Chain, budget: float, policy: str, resolution: int | None,
                exact: bool | None, leaf: int = EXACT_LIMIT, segment: int | None = None
                ) -> Plan:
-    T, s = chain.length, chain.state_size
-    if budget < s * (1 - 1e-12):
-        raise _infeasible(chain, budget, s, policy)
+    T = chain.length
+    least = minimum_budget(chain)
+    if budget < least * (1 - 1e-12):
+        raise _infeasible(chain, budget, least, policy)
     if policy == "store_all":
         need = chain.store_all_peak
         if budget < need * (1 - 1e-12):
             raise _infeasible(chain, budget, need, policy)
-        return _plan(policy, chain, budget, T, lambda: store_all_ops(T))
+        return _store_all(policy, chain, budget)
     if policy == "recompute_all":
-        return _plan(policy, chain, budget, T * (T + 1) // 2, lambda: recompute_all_ops(T))
+        return _recompute_all(policy, chain, budget)
     if policy == "chen":
-        cost, peak = chen_cost(T, s, chain.internal_size, segment)
-        if budget < peak * (1 - 1e-12):
-            raise _infeasible(chain, budget, peak, policy)
-        return _plan(policy, chain, budget, cost, lambda: chen_ops(T, segment))
+        return _chen(chain, budget, segment)
     if policy == "hsm":
-        c = math.floor(budget / s + 1e-9)
-        return _plan(policy, chain, budget, hsm_cost(T, c),
-                     lambda: merge(emit(T, c, hsm_decide)))
+        return _hsm(chain, budget)
     # ism / msm
     u = chain.discretise(budget, resolution)
     hsm = policy == "msm"
     m = u.m
     if m >= u.s + (T - 1) * u.a:  # everything fits
-        return _plan(policy, chain, budget, T, lambda: store_all_ops(T))
-    if m < u.s + u.a and (not hsm or m < 2 * u.s):  # no move but running to the end
-        return _plan(policy, chain, budget, T * (T + 1) // 2, lambda: recompute_all_ops(T))
+        return _store_all(policy, chain, budget)
+    if m < u.s + u.a and not hsm:  # no ISM move fits: run to the end every time
+        return _recompute_all(policy, chain, budget)
     use_exact = leaf >= T if exact is None else exact
     if use_exact:
         C = tables(T, m, u.s, u.a, hsm, True)
@@ -99,11 +141,21 @@ def _solve_one(chain: Chain, budget: float, policy: str, resolution: int | None,
                      lambda: merge(emit(T, m, decide)))
     cost, factory = hierarchical(T, m, u.s, u.a, hsm, leaf)
     if hsm:  # msm includes hsm's moves: never do worse than its closed form
-        c = math.floor(budget / s + 1e-9)
-        if hsm_cost(T, c) < cost:
-            return _plan(policy, chain, budget, hsm_cost(T, c),
-                         lambda: merge(emit(T, c, hsm_decide)), exact=False)
+        closed = _hsm(chain, budget, exact=False)
+        if closed.forward_steps < cost:
+            return replace(closed, policy=policy)
     return _plan(policy, chain, budget, cost, factory, exact=False)
+
+
+def chen_segments(chain: Chain, budget: float) -> Plan | None:
+    """Chen's plan with the longest segments that fit ``budget`` (the fewest runs), or
+    ``None``: where ``ceil(sqrt(T))`` segments do not fit, shorter ones keep more hidden
+    and fewer internal states at once, for the same ``~2T`` forward steps."""
+    T, s, a = chain.length, chain.state_size, chain.internal_size
+    for k in range(chen_segment(T), 0, -1):
+        if chen_cost(T, s, a, k)[1] <= budget * (1 + 1e-12):
+            return _chen(chain, budget, k)
+    return None
 
 
 def solve(
@@ -115,6 +167,7 @@ def solve(
     exact: bool | None = None,
     leaf: int = EXACT_LIMIT,
     segment: int | None = None,
+    run_cost: float = 0.0,
 ) -> Plan:
     """Plan back-propagation through ``chain`` within ``budget``.
 
@@ -123,8 +176,8 @@ def solve(
         budget: peak memory allowed by the accounting in :mod:`mbrnn.plan.simulate`,
             in the chain's unit.
         policy: ``"store_all"``, ``"recompute_all"``, ``"chen"``, ``"hsm"``, ``"ism"``,
-            ``"msm"``, or ``"auto"`` (the cheapest feasible plan of all; ties go to fewer,
-            longer runs).
+            ``"msm"``, or ``"auto"`` (the feasible plan of the least forward steps plus
+            ``run_cost`` per run; ties go to fewer, longer runs).
         resolution: units per hidden state for the ISM/MSM tables (see
             :meth:`Chain.discretise`).
         exact: force (``True``) or forbid (``False``) the exact ISM/MSM table; by default
@@ -132,6 +185,9 @@ def solve(
         leaf: the longest subsequence a hierarchical plan solves with the exact table
             (default ``EXACT_LIMIT``); smaller values plan faster and coarser.
         segment: ``"chen"`` only: the segment length (default ``ceil(sqrt(T))``).
+        run_cost: ``"auto"`` only: what a run costs in forward steps, beside its steps
+            (a fused kernel call's fixed time); with ``run_cost > 0`` Chen's plan with
+            shorter segments is a candidate too.
 
     Raises:
         InfeasibleBudgetError: the budget is below what the policy needs; ``.minimum``
@@ -154,25 +210,44 @@ def solve(
                          f"(got policy={policy!r}); leave it out for the other policies")
     if policy != "auto":
         return _solve_one(chain, b, policy, resolution, exact, _check_leaf(leaf), segment)
-    leaf = _check_leaf(leaf)
-    if b < chain.state_size * (1 - 1e-12):
-        raise _infeasible(chain, b, chain.state_size, "auto")
-    if b >= chain.store_all_peak * (1 - 1e-12):
-        best = _solve_one(chain, b, "store_all", resolution, exact, leaf)
-        return _plan("store_all", chain, b, best.forward_steps, best.ops._factory)
+    return _auto(chain, b, resolution, exact, _check_leaf(leaf), _check_run_cost(run_cost))
+
+
+def _check_run_cost(run_cost: object) -> float:
+    if isinstance(run_cost, bool) or not isinstance(run_cost, (int, float)) or not (
+            math.isfinite(run_cost) and run_cost >= 0):
+        raise ValueError(f"solve: run_cost must be a finite number >= 0, got {run_cost!r}")
+    return float(run_cost)
+
+
+def _auto(chain: Chain, budget: float, resolution: int | None, exact: bool | None, leaf: int,
+          run_cost: float) -> Plan:
+    """Every candidate that fits, ranked by :func:`~mbrnn.plan.policy.rank`."""
+    least = minimum_budget(chain)
+    if budget < least * (1 - 1e-12):
+        raise _infeasible(chain, budget, least, "auto")
+    if budget >= chain.store_all_peak * (1 - 1e-12):
+        return _store_all("store_all", chain, budget)
     cands: list[Plan] = []
-    # msm's moves include ism's, so ism is never cheaper; it can tie with fewer runs, which
-    # is worth a look where the exact table is cheap
-    names = ["chen", "hsm", "msm", "recompute_all"]
-    if chain.length <= leaf:
-        names.insert(3, "ism")
-    for p in names:
+    for p in candidates(chain.length, leaf):
         try:
-            cands.append(_solve_one(chain, b, p, resolution, exact, leaf))
+            cands.append(_solve_one(chain, budget, p, resolution, exact, leaf))
         except InfeasibleBudgetError:
             continue
-    low = min(p.forward_steps for p in cands)
-    tied = [p for p in cands if p.forward_steps == low]
-    if len(tied) > 1 and chain.length <= 100_000:
-        tied.sort(key=lambda p: summary(p).runs)
-    return tied[0]
+    if run_cost > 0 and not any(p.policy == "chen" for p in cands):
+        shorter = chen_segments(chain, budget)  # fewer runs than the optimal plan's
+        if shorter is not None:
+            cands.append(shorter)
+    best = min(cands, key=lambda p: p.forward_steps)
+    if run_cost > 0 or sum(p.forward_steps == best.forward_steps for p in cands) > 1:
+        best = min(cands, key=lambda p: rank(p.forward_steps, summary(p).runs, run_cost))
+    return best
+
+
+def candidates(T: int, leaf: int = EXACT_LIMIT) -> list[str]:
+    """The policies ``auto`` compares: msm's moves include ism's, so ism is never cheaper
+    in steps, but it can tie with fewer runs; it is tried where its exact table is cheap."""
+    names = ["chen", "hsm", "msm", "recompute_all"]
+    if leaf >= T:
+        names.insert(3, "ism")
+    return names

@@ -3,14 +3,20 @@
 With integer sizes ``s`` (hidden state), ``a`` (internal state) and budget ``m``, the
 fewest forward steps ``C(t, m)`` for ``t`` steps are::
 
-    C(0, m) = 0                                            (m >= s)
-    C(t, m) = min( t + C(t-1, m),                          run to t, back-propagate t
-                   y + C(t-y, m-s) + C(y, m),   1<=y<t     keep h[y]          (HSM)
-                   y + C(t-y, m-a) + C(y-1, m), 1<=y<t     keep step y inside (ISM) )
+    C(0, m) = 0                                              (m >= s)
+    C(t, m) = min( t + C(t-1, m),                            run to t, back-propagate t
+                   y + C(t-y, m-s) + C(y, m),     1<=y<t     keep h[y]          (HSM)
+                   1 + C(t-1, m-a),                          keep step 1 inside (ISM)
+                   y + C(t-y, m-a-s) + C(y-1, m), 2<=y<t     keep step y inside (ISM) )
 
 The first line is the minimal-memory plan: unrolled it is ``t(t+1)/2``, the
-"recompute everything" cost, allowed for any ``m >= s``. HSM moves need ``m - s >= s``,
-ISM moves ``m - a >= s``. :class:`TableCache` keeps the last few tables: a table for
+"recompute everything" cost. Memory counts what autograd really holds (see
+:mod:`mbrnn.plan.simulate`), *run inputs* included: a kept run that starts at the
+running state of a sweep holds that state until it is back-propagated. So running to
+``t > 1`` needs ``m >= 2s`` (``h[0]`` and the last step's input), and an ISM move at
+``y >= 2`` leaves ``m - a - s`` to its right part; at ``y = 1`` the run starts at the
+subproblem's own (kept) start, and the right part gets ``m - a``. HSM moves need
+``m - s >= s``, ISM moves ``m - a >= s`` (``m - a - s >= s`` for ``y >= 2``). :class:`TableCache` keeps the last few tables: a table for
 ``(T, M)`` answers every smaller request with a view.
 """
 
@@ -90,7 +96,8 @@ def build_table(T: int, M: int, s: int, a: int, hsm: bool, ism: bool) -> np.ndar
     # int32 while every cost fits (recompute-all, T(T+1)/2, is the largest); else int64
     wide = T * (T + 1) // 2 >= INF
     dt = np.int64 if wide else np.int32
-    C = np.full((T + 1, M + 1), INF64 if wide else INF, dtype=dt)
+    inf = INF64 if wide else INF
+    C = np.full((T + 1, M + 1), inf, dtype=dt)
     C[0, s:] = 0
     for t in range(1, T + 1):
         # keeping every internal state needs ISM moves; HSM alone never reaches cost t
@@ -102,12 +109,20 @@ def build_table(T: int, M: int, s: int, a: int, hsm: bool, ism: bool) -> np.ndar
         if hi <= lo:
             continue
         best = C[t - 1, lo:hi] + dt(t)  # run to t, back-propagate it
+        if t >= 2:  # ... which holds the last step's input beside h[0]: m >= 2 s
+            best[: max(0, min(hi, 2 * s) - lo)] = inf
+        # (first column, right part's memory, left part's offset) per move; an ISM move at
+        # y >= 2 runs from the sweep's running state, whose copy the kept run holds: s more
+        moves1: list[tuple[int, int, int]] = []
         moves: list[tuple[int, int, int]] = []
         if hsm and t >= 2 and max(lo, 2 * s) < hi:
+            moves1.append((max(lo, 2 * s), s, 0))
             moves.append((max(lo, 2 * s), s, 0))
         if ism and t >= 2 and max(lo, s + a) < hi:
-            moves.append((max(lo, s + a), a, 1))
-        for mlo, d, k in moves:  # y = 1 first: tightens the bound cheaply
+            moves1.append((max(lo, s + a), a, 1))
+            if max(lo, 2 * s + a) < hi:
+                moves.append((max(lo, 2 * s + a), a + s, 1))
+        for mlo, d, k in moves1:  # y = 1 first: tightens the bound cheaply
             cand = C[1 - k, mlo:hi] + C[t - 1, mlo - d : hi - d] + dt(1)
             np.minimum(best[mlo - lo :], cand, out=best[mlo - lo :])
         for y0 in range(2, t, _CHUNK):
@@ -143,12 +158,15 @@ def table_decide(C: np.ndarray, s: int, a: int, hsm: bool, ism: bool) -> Decide:
     def decide(t: int, m: int) -> Decision:
         target = int(C[t, m])
         if ism and t >= 2 and m - a >= s:
-            ys = np.arange(1, t)
-            cost = ys + C[ys - 1, m] + C[t - ys, m - a]
-            hit = np.flatnonzero(cost == target)
-            if hit.size:
-                return ("ism", int(ys[hit[0]]), m - a)
-        if t + int(C[t - 1, m]) == target:
+            if 1 + int(C[t - 1, m - a]) == target:  # y = 1: the run starts at h[0 of t]
+                return ("ism", 1, m - a)
+            if m - a - s >= s:  # y >= 2: the run's input is held too
+                ys = np.arange(2, t)
+                cost = ys + C[ys - 1, m] + C[t - ys, m - a - s]
+                hit = np.flatnonzero(cost == target)
+                if hit.size:
+                    return ("ism", int(ys[hit[0]]), m - a - s)
+        if (t == 1 or m >= 2 * s) and t + int(C[t - 1, m]) == target:
             return ("work", 0, m)
         if hsm and t >= 2 and m - s >= s:
             ys = np.arange(1, t)

@@ -1,4 +1,12 @@
-"""The runtime: carries out plans with autograd, measures cells and memory."""
+"""The runtime: carries out plans with autograd, measures cells and memory, fits plans.
+
+- :mod:`~mbrnn.runtime.executor`: ``run_plan`` and the ``Segment`` protocol;
+- :mod:`~mbrnn.runtime.fused`: the fused-kernel segment of ``LSTM``/``GRU``/``RNN``;
+- :mod:`~mbrnn.runtime.probe`: what a step or a fused call keeps, the working set;
+- :mod:`~mbrnn.runtime.fit`: the one fitting loop and ``auto``;
+- :mod:`~mbrnn.runtime.state`: states as pytrees;
+- :mod:`~mbrnn.runtime.memory`: the peak-memory meter.
+"""
 
 from .executor import ExecStats as ExecStats
 from .executor import draw_base_seed as draw_base_seed

@@ -119,7 +119,11 @@ class Segment:
     outputs and it may return ``None`` too. ``seed(t)``, when given, seeds the generators for step
     ``t``; ``check(t, y_t, state_t)`` is called for steps whose metadata it can check.
     Subclasses must be deterministic functions of (x, state, parameters, seeds).
+    ``run_cost_steps`` is what a call costs beside its steps, in forward steps: what
+    :func:`~mbrnn.runtime.fit.fit`'s ``auto`` charges per run (0 for a per-step loop).
     """
+
+    run_cost_steps: float = 0.0
 
     def run(
         self,

@@ -10,18 +10,23 @@ both off the tensors autograd actually saves; :func:`chain_for` turns them into 
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, TypeAlias, Union
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..plan import Chain
-from .memory import _storage_of, _StorageTracker
+from ..plan import Chain, simulate, solve
+from .fit import Working
+from .memory import MemoryMeter, _storage_of, _StorageTracker, measure_peak
+from .state import State, StateSpec, describe_state, state_flatten, state_unflatten
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Iterable
 
-__all__ = ["State", "StepSizes", "chain_for", "probe_cell", "probe_step"]
+__all__ = ["PROBE_LENGTHS", "FusedSizes", "State", "StepSizes", "Working", "chain_for", "measure_working",
+           "probe_cell", "probe_fused", "probe_step"]
 
 # NOTE [ What keeping a step costs ]
 # In a chain of kept steps t = 1..k, step t's graph holds what autograd saved for it.
@@ -34,12 +39,6 @@ __all__ = ["State", "StepSizes", "chain_for", "probe_cell", "probe_step"]
 # backward (an LSTM whose h only feeds a cat, which copies it), torch frees that part
 # as soon as the chain moves on, and the probe over-counts it: ``internal_bytes`` is
 # then an upper bound, by at most ``state_bytes`` per step.
-
-# A recurrent state: one tensor, or a (possibly nested) plain tuple of tensors.
-State: TypeAlias = Union[torch.Tensor, tuple["State", ...]]  # noqa: UP007 (recursive alias)
-# A state's structure with the tensors taken out: None for a tensor, else a tuple.
-_Spec: TypeAlias = Union[tuple["_Spec", ...], None]  # noqa: UP007 (recursive alias)
-
 
 @dataclass(frozen=True)
 class StepSizes:
@@ -77,30 +76,25 @@ class StepSizes:
             )
 
 
-def _flatten_into(node: object, out: list[torch.Tensor], where: str) -> _Spec:
-    """Append ``node``'s tensors to ``out``; return its structure (``None`` for a tensor)."""
-    if isinstance(node, torch.Tensor):
-        out.append(node)
-        return None
-    if type(node) is tuple and node:
-        return tuple(_flatten_into(child, out, f"{where}[{i}]") for i, child in enumerate(node))
-    got = "an empty tuple" if type(node) is tuple else type(node).__name__
-    hint = " (use a tuple, not a list)" if isinstance(node, list) else ""
-    raise TypeError(
-        f"{where} must be a Tensor or a non-empty, possibly nested, tuple of Tensors, "
-        f"got {got}{hint}"
-    )
+def _flatten(state: object, where: str) -> tuple[list[torch.Tensor], StateSpec]:
+    """:func:`state_flatten`, with the probe's messages: what is wrong, and where."""
 
+    def check(node: object, path: str) -> None:
+        if isinstance(node, torch.Tensor):
+            return
+        if type(node) is tuple and node:
+            for i, child in enumerate(node):
+                check(child, f"{path}[{i}]")
+            return
+        got = "an empty tuple" if type(node) is tuple else type(node).__name__
+        hint = " (use a tuple, not a list)" if isinstance(node, list) else ""
+        raise TypeError(
+            f"{path} must be a Tensor or a non-empty, possibly nested, tuple of Tensors, "
+            f"got {got}{hint}"
+        )
 
-def _flatten(state: object, where: str) -> tuple[list[torch.Tensor], _Spec]:
-    out: list[torch.Tensor] = []
-    return out, _flatten_into(state, out, where)
-
-
-def _unflatten(spec: _Spec, tensors: Iterator[torch.Tensor]) -> State:
-    if spec is None:
-        return next(tensors)
-    return tuple(_unflatten(child, tensors) for child in spec)
+    check(state, where)
+    return state_flatten(state)  # pyright: ignore[reportArgumentType]
 
 
 def _unique_storages(tensors: Iterable[torch.Tensor]) -> dict[int, torch.UntypedStorage]:
@@ -113,18 +107,8 @@ def _unique_storages(tensors: Iterable[torch.Tensor]) -> dict[int, torch.Untyped
     return out
 
 
-def _describe(tensors: list[torch.Tensor], spec: _Spec) -> str:
-    it = iter(tensors)
-
-    def show(node: _Spec) -> str:
-        if node is None:
-            t = next(it)
-            return f"{list(t.shape)} {t.dtype}"
-        return (
-            "(" + ", ".join(show(child) for child in node) + ("," if len(node) == 1 else "") + ")"
-        )
-
-    return show(spec)
+def _describe(tensors: list[torch.Tensor], spec: StateSpec) -> str:
+    return describe_state(state_unflatten(tensors, spec))
 
 
 def probe_step(
@@ -191,7 +175,7 @@ def probe_step(
     try:
         hooks = torch.autograd.graph.saved_tensors_hooks(pack, unpack)
         with torch.enable_grad(), hooks, tracker:
-            result = step_fn(x, _unflatten(spec, iter(state_in)))
+            result = step_fn(x, state_unflatten(state_in, spec))
         y, state_out, spec_out = _check_result(result)
         if spec_out != spec or [(t.shape, t.dtype) for t in state_out] != [
             (t.shape, t.dtype) for t in state_in
@@ -221,7 +205,7 @@ def probe_step(
     )
 
 
-def _check_result(result: object) -> tuple[torch.Tensor, list[torch.Tensor], _Spec]:
+def _check_result(result: object) -> tuple[torch.Tensor, list[torch.Tensor], StateSpec]:
     if not (isinstance(result, tuple) and len(result) == 2):
         got = type(result).__name__
         if isinstance(result, tuple):
@@ -288,26 +272,214 @@ def probe_cell(
     tensors, spec = _flatten(
         init_state(batch_size, device=device, dtype=dtype), "probe_cell: cell.init_state(...)"
     )
-    return probe_step(cell, x, _unflatten(spec, iter(tensors)))
+    return probe_step(cell, x, state_unflatten(tensors, spec))
 
 
-def chain_for(sizes: StepSizes, length: int) -> Chain:
-    """The planner's cost model for ``length`` steps of a probed cell.
+@dataclass(frozen=True)
+class FusedSizes:
+    """What one recurrence of fused kernel calls keeps, measured by :func:`probe_fused`.
 
-    Args:
-        sizes: what :func:`probe_step` or :func:`probe_cell` measured.
-        length: number of time steps ``T``.
+    Attributes:
+        step: per step: the state, the internal state (the planner's ``internal_size``)
+            and the output.
+        run_bytes: held per kept call on top of its steps (the chain's ``run_size``).
+        sweep_step_bytes: transient memory per step of a call without autograd.
+        sweep_bytes: transient memory per call without autograd, on top of its steps.
+        keep_step_bytes: transient memory per step of a kept call's backward.
+    """
+
+    step: StepSizes
+    run_bytes: int
+    sweep_step_bytes: int
+    sweep_bytes: int
+    keep_step_bytes: int = 0
+
+
+def chain_for(
+    sizes: StepSizes | FusedSizes,
+    length: int,
+    *,
+    chunk: int = 1,
+    keep_chunk: int = 0,
+    backward_step_bytes: int | None = None,
+) -> Chain:
+    """The planner's cost model, in bytes, for ``length`` steps of a probed recurrence.
+
+    A cell probed by :func:`probe_step` has the paper's two sizes; a fused recurrence
+    (:func:`probe_fused`) adds the executor's terms for sweeps of ``chunk`` steps per
+    call and kept calls of at most ``keep_chunk`` steps (``backward_step_bytes``
+    overrides the measured backward transient per step, e.g. to add the input's gradient).
 
     Example::
 
         >>> chain_for(StepSizes(256, 768, 256, 1024), 100)
         Chain(length=100, state_size=256.0, internal_size=768.0)
     """
-    if not isinstance(sizes, StepSizes):
-        raise TypeError(f"chain_for: sizes must be a StepSizes, got {type(sizes).__name__}")
-    if sizes.state_bytes == 0:
+    step = sizes.step if isinstance(sizes, FusedSizes) else sizes
+    if not isinstance(step, StepSizes):
+        raise TypeError(f"chain_for: sizes must be a StepSizes or FusedSizes, got "
+                        f"{type(sizes).__name__}")
+    if step.state_bytes == 0:
         raise ValueError(
             "chain_for: sizes.state_bytes=0; the probed step has no state to keep, so there "
             "is nothing to plan; probe a step whose state holds memory"
         )
-    return Chain(length, float(sizes.state_bytes), float(sizes.internal_bytes))
+    if not isinstance(sizes, FusedSizes):
+        return Chain(length, float(step.state_bytes), float(step.internal_bytes))
+    back = sizes.keep_step_bytes if backward_step_bytes is None else backward_step_bytes
+    return Chain(length, float(step.state_bytes), float(step.internal_bytes),
+                 run_size=float(sizes.run_bytes),
+                 sweep_size=float(sizes.sweep_bytes + chunk * sizes.sweep_step_bytes),
+                 backward_step_size=float(back), call_steps=keep_chunk)
+
+
+# ---------------------------------------------------------------------------------------
+# Fused kernels: what a call keeps, per step and per call
+# ---------------------------------------------------------------------------------------
+
+#: Lengths of the probe's fused calls; the slope between the last two is per step.
+PROBE_LENGTHS: tuple[int, int, int] = (1, 8, 40)
+
+
+def probe_fused(
+    segment: Any,
+    features: int,
+    state_shapes: Sequence[tuple[int, ...]],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[FusedSizes, list[torch.Tensor]]:
+    """Measure one recurrence's fused calls (a :class:`~mbrnn.runtime.fused.FusedSegment`).
+
+    NOTE [ What a fused run keeps ]
+    A fused call keeps a per-step part (oneDNN's workspace, the outputs, the gates) and a
+    per-call part (oneDNN's workspace header, cuDNN's reserve header, the final states).
+    The segment runs under :class:`~mbrnn.runtime.memory.MemoryMeter` on 1, 8 and 40
+    steps: the slope is the planner's ``internal_size`` (the transient memory of a
+    running call folded in, so it is an upper bound), the remainder is the per-call part
+    ``run_bytes``. The same three ways measure a call without autograd (a sweep's
+    transient, per step and per call) and a kept call's backward (its transient per step).
+
+    Returns:
+        ``(sizes, example)``: the sizes, and one step's input and state tensors.
+    """
+    gen = torch.Generator().manual_seed(0)
+    B = state_shapes[0][1]
+
+    def inputs(L: int, grad: bool) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        x = torch.randn(L, B, features, generator=gen, dtype=dtype).to(device)
+        st = tuple(torch.zeros(s, dtype=dtype, device=device) for s in state_shapes)
+        if grad:
+            return x.requires_grad_(), tuple(t.requires_grad_() for t in st)
+        return x, st
+
+    chunk, keep_chunk = segment.chunk, segment.keep_chunk
+    segment.chunk = segment.keep_chunk = max(PROBE_LENGTHS)
+    try:
+        kept: dict[int, int] = {}
+        state_bytes = 0
+        for L in PROBE_LENGTHS:
+            x, st = inputs(L, True)
+            with MemoryMeter(device) as meter, torch.enable_grad():
+                ys, new = segment.run(0, x, st, out=None, keep_y=True, seed=None, check=None)
+                held = meter.current
+            kept[L] = max(meter.peak, held)
+            state_bytes = sum(t.numel() * t.element_size() for t in new)
+            del ys, new
+        back: dict[int, int] = {}  # a kept call's backward, beyond what the call holds
+        for L in PROBE_LENGTHS[1:]:
+            x, st = inputs(L, True)
+            x = x.detach()  # the input's gradient is charged where it is needed
+            with torch.enable_grad():
+                ys, new = segment.run(0, x, st, out=None, keep_y=True, seed=None, check=None)
+            outs = [ys, *new]
+            grads = [torch.ones_like(o) for o in outs]
+            with MemoryMeter(device) as meter:
+                torch.autograd.grad(outs, [*st, *segment.flat], grads, allow_unused=True)
+            back[L] = meter.peak
+            del ys, new, outs, grads
+        swept: dict[int, int] = {}
+        for L in PROBE_LENGTHS[1:]:
+            x, st = inputs(L, False)
+            with MemoryMeter(device) as meter, torch.no_grad():
+                segment.run(0, x, st, out=None, keep_y=False, seed=None, check=None)
+            swept[L] = meter.peak
+    finally:
+        segment.chunk, segment.keep_chunk = chunk, keep_chunk
+    L1, L2 = PROBE_LENGTHS[1:]
+    internal = max(state_bytes, math.ceil((kept[L2] - kept[L1]) / (L2 - L1)))
+    run_bytes = max(0, *(kept[L] - L * internal for L in PROBE_LENGTHS))
+    sweep_step = max(0, math.ceil((swept[L2] - swept[L1]) / (L2 - L1)))
+    sweep = max(0, *(swept[L] - L * sweep_step for L in (L1, L2)))
+    keep_step = max(0, math.ceil((back[L2] - back[L1]) / (L2 - L1)))
+    elt = torch.empty((), dtype=dtype).element_size()
+    step = StepSizes(
+        state_bytes=state_bytes,
+        internal_bytes=internal,
+        output_bytes=B * segment.hidden_out * elt,
+        saved_bytes=internal,
+    )
+    x1, st1 = inputs(1, False)
+    return FusedSizes(step, run_bytes, sweep_step, sweep, keep_step), [x1[0], *st1]
+
+
+# ---------------------------------------------------------------------------------------
+# The executor's working set
+# ---------------------------------------------------------------------------------------
+
+
+def measure_working(
+    step: Any,
+    x: torch.Tensor,
+    state: tuple[torch.Tensor, ...],
+    params: Sequence[torch.Tensor],
+    chain: Chain,
+) -> Working:
+    """Measure the executor's working set by running it on a few steps.
+
+    Two tiny executions, measured with :func:`~mbrnn.runtime.memory.measure_peak`: Chen's
+    plan on four steps (two kept runs of two steps: the figure for multi-step runs) and
+    recomputing everything on three (one-step runs). Both back-propagate several runs,
+    so both include the running sum of parameter gradients next to a run's own, and the
+    caller holds the final state through the backward, as a training loop does. The
+    working set is the measured peak less the outputs and less ``simulate(plan).peak`` on
+    ``chain`` (its sizes and executor terms; the length is the probe's): the internal state
+    of the step being back-propagated, the running state, the incoming state gradient,
+    autograd's temporaries, the gradients each run returns and their running sum.
+
+    Args:
+        step: a step function or a :class:`~mbrnn.runtime.executor.Segment`.
+        x: one step's input; ``state``: one step's state tensors.
+        params: the tensors ``step`` uses that may need a gradient.
+        chain: the sizes to subtract, as the plan will be simulated.
+    """
+    from .executor import run_plan
+
+    out_bytes = None
+
+    def once(policy: str, T: int) -> int:
+        nonlocal out_bytes
+        probe_chain = chain.with_length(T)
+        xs = x.detach().unsqueeze(0).expand(T, *x.shape)
+        plan = solve(probe_chain, probe_chain.store_all_peak * 4, policy)
+
+        def run() -> None:
+            nonlocal out_bytes
+            st = tuple(t.detach().clone() for t in state)  # allocated inside, as in a call
+            # the caller holds the final state through the backward, as a user's loop does
+            y, final, _ = run_plan(step, xs, st, params, plan, preserve_rng_state=False)
+            out_bytes = y.numel() * y.element_size()
+            y.sum().backward(inputs=[p for p in params if p.requires_grad])
+            del final
+
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            peak = measure_peak(run, device=x.device)
+        assert out_bytes is not None
+        return max(0, int(peak - out_bytes - simulate(plan).peak))
+
+    saved = [p.grad for p in params]
+    try:
+        multi, single = once("chen", 4), once("recompute_all", 3)
+    finally:
+        for p, g in zip(params, saved, strict=True):
+            p.grad = g
+    return Working(single=single, multi=max(single, multi))
