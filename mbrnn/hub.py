@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from ._io import atomic_write, atomic_write_text
 from .data.vocab import Vocab
 from .models.language_model import LanguageModel, LanguageModelConfig
 from .models.sequence_classifier import SequenceClassifier, SequenceClassifierConfig
@@ -60,13 +60,6 @@ def zoo_names() -> list[str]:
     return sorted(p.name for p in ZOO_DIR.iterdir() if (p / CONFIG_FILE).is_file())
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def save_pretrained(model: nn.Module, save_directory: str | os.PathLike[str], *,
                     extra: dict[str, Any] | None = None) -> Path:
     """Write ``model`` to ``save_directory``: config.json, model.safetensors, tokenizer.json.
@@ -93,14 +86,11 @@ def save_pretrained(model: nn.Module, save_directory: str | os.PathLike[str], *,
                             **config.to_dict()}
     if extra:
         data["extra"] = extra
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{WEIGHTS_FILE}.")
-    os.close(fd)
-    save_model(model, tmp)  # handles the tied embedding/decoder weight
-    os.replace(tmp, folder / WEIGHTS_FILE)
+    atomic_write(folder / WEIGHTS_FILE, lambda tmp: save_model(model, tmp))  # handles tied weights
     vocab = getattr(model, "vocab", None)
     if vocab is not None:
         vocab.save(folder / TOKENIZER_FILE)
-    _atomic_write_text(folder / CONFIG_FILE, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(folder / CONFIG_FILE, json.dumps(data, indent=2, sort_keys=True) + "\n")
     return folder
 
 
