@@ -40,6 +40,7 @@ _LAZY = {
     "RNNCell": ".nn",
     "Recurrent": ".nn",
     "StackedCell": ".nn",
+    "from_pretrained": ".hub",
 }
 
 __all__ = [

@@ -1,5 +1,5 @@
-"""Tiny data shared by the training, data and CLI tests: Fashion-MNIST IDX files and folders
-of sequences."""
+"""Tiny runs shared by the training, data and CLI tests: a corpus, Fashion-MNIST IDX files,
+folders of sequences, and a tiny LM config."""
 
 from __future__ import annotations
 
@@ -8,6 +8,38 @@ import struct
 from pathlib import Path
 
 import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from mbrnn.training import TrainConfig, load_config
+
+TINY = ["--level=char", "--embedding-size=8", "--hidden-size=8", "--num-layers=1", "--bptt=8",
+        "--batch-size=4", "--eval-batches=2", "--memory-budget=64KiB", "--progress=false",
+        "--threads=1"]
+
+
+def write_corpus(folder: Path) -> Path:
+    """``folder/corpus.txt``: 60 lines of 8 words from a 12-word vocabulary."""
+    rng = np.random.default_rng(0)
+    words = ["the", "king", "and", "queen", "of", "fair", "verona", "where", "we", "lay", "our", "scene"]
+    lines = [" ".join(rng.choice(words, 8)) for _ in range(60)]
+    path = folder / "corpus.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def tiny_config(text: Path, out: Path, **kw: object) -> TrainConfig:
+    """:data:`TINY` on ``text``: 6 steps, evaluated every 3, a checkpoint every 2."""
+    args = dict(a[2:].split("=", 1) for a in TINY)
+    args.update(data=str(text), out=str(out), max_steps=6, eval_every=3, checkpoint_every=2,
+                dropout=0.2, embedding_dropout=0.1)
+    args.update({k: v for k, v in kw.items()})
+    return load_config(None, args)
+
+
+def weights(out: Path) -> dict[str, torch.Tensor]:
+    """The final weights of the run in ``out``."""
+    return load_file(out / "model" / "model.safetensors")
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
