@@ -375,6 +375,21 @@ def test_evaluate_rejects_data_the_vocab_cannot_encode(text: Path, tmp_path: Pat
     assert "cannot load the corpus" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name", ["/nonexistent", "./no/such/model", "runs-missing/../x/y"])
+def test_evaluate_a_missing_folder_says_so(capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """A name that can only be a path is never taken for a Hub repo id."""
+
+    def no_network(**kwargs: object) -> str:
+        raise AssertionError("a missing folder must not reach the Hub")
+
+    monkeypatch.setattr("huggingface_hub.snapshot_download", no_network)
+    assert cli.main(["evaluate", "--model", name]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mbrnn evaluate: error: cannot load model {name!r}: ")
+    assert f"no such folder {name!r}" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("module", ["mbrnn", "mbrnn.cli"])
 def test_python_m_runs_the_command_line(module: str, tmp_path: Path) -> None:
     """``python -m mbrnn`` (what torchrun runs) and ``python -m mbrnn.cli``: a user error is
