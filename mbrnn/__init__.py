@@ -18,6 +18,7 @@ from .errors import PlanError as PlanError
 from .errors import RecomputeMismatchError as RecomputeMismatchError
 
 if TYPE_CHECKING:
+    from .hub import from_pretrained as from_pretrained
     from .nn import GRU as GRU
     from .nn import LSTM as LSTM
     from .nn import RNN as RNN
@@ -42,6 +43,7 @@ _LAZY = {
     "RNNCell": ".nn",
     "Recurrent": ".nn",
     "StackedCell": ".nn",
+    "from_pretrained": ".hub",
 }
 
 __all__ = [
@@ -60,6 +62,7 @@ __all__ = [
     "Recurrent",
     "StackedCell",
     "__version__",
+    "from_pretrained",
 ]
 
 

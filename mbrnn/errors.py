@@ -5,7 +5,15 @@ Callers branch on the type, never on the message text.
 
 from __future__ import annotations
 
-__all__ = ["InfeasibleBudgetError", "PlanError", "RecomputeMismatchError"]
+__all__ = ["ConfigError", "InfeasibleBudgetError", "PlanError", "RecomputeMismatchError"]
+
+
+class ConfigError(ValueError):
+    """Bad input to a training or evaluation run: its config, data, checkpoint or budget.
+
+    Raised before training starts, with a message that names the key or file, the value and
+    the fix. ``mbrnn.training.TrainError`` is another name for this class.
+    """
 
 
 class InfeasibleBudgetError(ValueError):

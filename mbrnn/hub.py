@@ -8,15 +8,21 @@ there, nothing extra), and ``config.json`` carries ``model_type`` and
 ``format_version`` so that the right class is built and old artifacts keep loading.
 
 ``name_or_path`` is resolved in this order: an existing local folder; a name from the
-zoo shipped with the repository (``models/<name>/``, no network); a Hub repo id
-(``huggingface_hub.snapshot_download``).
+zoo shipped with mbrnn (:data:`ZOO_DIR`, no network); a Hub repo id (``owner/name``,
+``huggingface_hub.snapshot_download``). A name that can only be a path (it starts with
+``.``, ``/`` or ``~``, or its parent folder exists) and does not exist is an error, not a
+Hub id.
+
+The zoo is the repository's ``models/<name>/`` folders, installed as the package data of
+``mbrnn.zoo``, so :mod:`importlib.resources` finds it in editable and regular installs
+alike; running from a checkout without an install, it is the checkout's ``models/``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +30,7 @@ import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from ._io import atomic_write, atomic_write_text
 from .data.vocab import Vocab
 from .models.language_model import LanguageModel, LanguageModelConfig
 from .models.sequence_classifier import SequenceClassifier, SequenceClassifierConfig
@@ -44,8 +51,21 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
-#: The pretrained zoo shipped with the repository.
-ZOO_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+def _find_zoo() -> Path:
+    """The zoo's folder: the installed ``mbrnn.zoo`` package, else a checkout's ``models/``."""
+    try:
+        installed = files("mbrnn.zoo")
+    except ModuleNotFoundError:  # running from a checkout that was never installed
+        installed = None
+    if isinstance(installed, Path) and installed.is_dir():
+        return installed
+    return Path(__file__).resolve().parent.parent / "models"
+
+
+#: The pretrained zoo shipped with mbrnn: one folder per model name.
+ZOO_DIR = _find_zoo()
 
 _MODELS: dict[str, tuple[type[nn.Module], Any]] = {
     LanguageModelConfig.model_type: (LanguageModel, LanguageModelConfig),
@@ -54,17 +74,10 @@ _MODELS: dict[str, tuple[type[nn.Module], Any]] = {
 
 
 def zoo_names() -> list[str]:
-    """Names of the pretrained models in ``models/``."""
+    """Names of the pretrained models in the zoo (:data:`ZOO_DIR`)."""
     if not ZOO_DIR.is_dir():
         return []
     return sorted(p.name for p in ZOO_DIR.iterdir() if (p / CONFIG_FILE).is_file())
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def save_pretrained(model: nn.Module, save_directory: str | os.PathLike[str], *,
@@ -93,27 +106,37 @@ def save_pretrained(model: nn.Module, save_directory: str | os.PathLike[str], *,
                             **config.to_dict()}
     if extra:
         data["extra"] = extra
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{WEIGHTS_FILE}.")
-    os.close(fd)
-    save_model(model, tmp)  # handles the tied embedding/decoder weight
-    os.replace(tmp, folder / WEIGHTS_FILE)
+    atomic_write(folder / WEIGHTS_FILE, lambda tmp: save_model(model, tmp))  # handles tied weights
     vocab = getattr(model, "vocab", None)
     if vocab is not None:
         vocab.save(folder / TOKENIZER_FILE)
-    _atomic_write_text(folder / CONFIG_FILE, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(folder / CONFIG_FILE, json.dumps(data, indent=2, sort_keys=True) + "\n")
     return folder
 
 
 def resolve(name_or_path: str | os.PathLike[str], *, revision: str | None = None,
             cache_dir: str | os.PathLike[str] | None = None, force_download: bool = False,
             token: str | bool | None = None, local_files_only: bool = False) -> Path:
-    """The local folder holding ``name_or_path``: a folder, a zoo name, or a Hub download."""
+    """The local folder holding ``name_or_path``: a folder, a zoo name, or a Hub download.
+
+    Raises:
+        FileNotFoundError: ``name_or_path`` is a path that does not exist, or is neither a
+            folder, a zoo name nor a Hub repo id.
+    """
     path = Path(name_or_path)
     if path.is_dir():
         return path
     name = str(name_or_path)
     if (ZOO_DIR / name / CONFIG_FILE).is_file():
         return ZOO_DIR / name
+    if not path.exists() and _is_path(name):
+        where = path.expanduser().absolute()
+        raise FileNotFoundError(
+            f"from_pretrained: no such folder {name!r}"
+            + ("" if str(where) == name else f" ({where})")
+            + f"; pass an existing model folder, a zoo name "
+            f"({', '.join(zoo_names()) or 'the zoo is empty'}) or a Hub repo id (owner/name)"
+        )
     if path.exists() or name.count("/") != 1:
         raise FileNotFoundError(
             f"from_pretrained: {name!r} is not a model folder, not a zoo name "
@@ -127,6 +150,15 @@ def resolve(name_or_path: str | os.PathLike[str], *, revision: str | None = None
         allow_patterns=[CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, "README.md"],
     )
     return Path(folder)
+
+
+def _is_path(name: str) -> bool:
+    """Whether ``name`` can only mean a local path, never a Hub repo id (``owner/name``)."""
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name \
+            or os.path.isabs(name):
+        return True
+    parent = Path(name).parent
+    return parent != Path(".") and parent.is_dir()
 
 
 def load_config(folder: str | os.PathLike[str]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The ``mbrnn`` command line, the plan plot, and the planner benchmark's smoke run."""
+"""The ``mbrnn`` command line (plan, train, evaluate, sample) and the planner benchmark's smoke run."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+from training_helpers import TINY, tiny_config, write_corpus
 
 from mbrnn import cli
+from mbrnn.cli import plan as cli_plan
 from mbrnn.plan import Backward, Chain, OpSequence, Plan, simulate, solve
-from mbrnn.plan.plot import _read_schedule, plot_plan, tradeoff_curves
 from mbrnn.sizes import format_size
+from mbrnn.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -200,7 +201,7 @@ def test_invalid_plan_is_reported_not_raised(capsys: pytest.CaptureFixture[str],
     def broken(chain: Chain, budget: float, policy: str) -> Plan:
         return Plan("msm", chain, budget, 1, OpSequence(lambda: iter([Backward(0, 1)])))
 
-    monkeypatch.setattr(cli, "solve", broken)
+    monkeypatch.setattr(cli_plan, "solve", broken)
     code, _, err = run(capsys, "plan", *SMALL)
     assert code == 1
     assert_one_line_error(err, "invalid plan", "a planner bug")
@@ -227,7 +228,7 @@ def test_cli_and_plot_import_neither_torch_nor_matplotlib() -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# The plot
+# mbrnn plan --plot
 # ---------------------------------------------------------------------------------------
 
 
@@ -245,69 +246,6 @@ def test_plot_flag_unwritable(capsys: pytest.CaptureFixture[str], tmp_path: Path
     code, _, err = run(capsys, "plan", *SMALL, "--plot", str(tmp_path / "no" / "p.png"))
     assert code == 1
     assert_one_line_error(err, "cannot write --plot")
-
-
-@pytest.mark.parametrize("policy", ["recompute_all", "hsm", "msm", "store_all"])
-def test_plot_plan_policies(tmp_path: Path, policy: str) -> None:
-    chain = Chain(60, 1.0, 2.5)  # non-integer alpha: a finer discretisation
-    budget = chain.store_all_peak if policy == "store_all" else 12.0
-    path = tmp_path / f"{policy}.png"
-    plot_plan(solve(chain, budget, policy), path, policies=("chen", "hsm", "msm"))
-    assert path.read_bytes().startswith(PNG_MAGIC)
-
-
-def test_plot_plan_validates() -> None:
-    plan = solve(Chain(20, 1.0, 2.0), 8.0)
-    with pytest.raises(ValueError, match="unknown policy 'auto'"):
-        plot_plan(plan, "unused.png", policies=("auto",))
-    with pytest.raises(ValueError, match="curve_points"):
-        plot_plan(plan, "unused.png", curve_points=1)
-    with pytest.raises(TypeError, match="must be a Plan"):
-        plot_plan("plan", "unused.png")  # type: ignore[arg-type]
-
-
-def test_tradeoff_curves_agree_with_solve() -> None:
-    chain = Chain(120, 1.0, 3.0)
-    curves = tradeoff_curves(chain)
-    x, y = curves["store_all"]
-    assert (x.tolist(), y.tolist()) == ([1.0], [1.0])
-    x, y = curves["recompute_all"]
-    assert y.tolist() == [121 / 2]
-    assert x[0] == pytest.approx(2 / chain.store_all_peak)  # h0 and the running step's input
-    chen = solve(chain, chain.store_all_peak, "chen")
-    assert curves["chen"][1].tolist() == [chen.recompute_factor]
-    for policy in ("hsm", "ism", "msm"):
-        x, y = curves[policy]
-        assert np.all(np.diff(x) > 0) and np.all(np.diff(y) <= 0)  # more memory, less work
-        assert x[-1] <= 1.0 + 1e-12
-        for xi, yi in zip(x[::17], y[::17], strict=True):  # each point is the planner's own answer
-            plan = solve(chain, float(xi * chain.store_all_peak), policy)
-            assert plan.recompute_factor == pytest.approx(yi)
-
-
-def test_tradeoff_curves_long_sequences_use_few_solves() -> None:
-    chain = Chain(1100, 1.0, 4.0)
-    curves = tradeoff_curves(chain, ("msm",), curve_points=50)
-    x, y = curves["msm"]
-    assert 2 <= len(x) <= 7  # plot.LONG_CURVE_POINTS
-    assert y[-1] == 1.0  # store-all at the right end
-    assert np.all(np.diff(y) <= 0)
-
-
-def test_schedule_downsampling_keeps_long_runs() -> None:
-    chain = Chain(5000, 1.0, 4.0)
-    plan = solve(chain, 20.0, "hsm")  # tens of thousands of short ops
-    n_ops = simulate(plan).num_ops
-    sched = _read_schedule(plan.ops, chain.length, max_drawn=800, max_read=10**7)
-    drawn = sum(len(sched.segments(k)) for k in ("forward", "keep", "backward"))
-    assert sched.ops_read == n_ops and sched.complete
-    assert sched.stride > 1
-    assert drawn <= 800
-    assert sched.work == plan.forward_steps + chain.length  # every step back-propagated once
-    first_sweep = sched.segments("forward")
-    assert first_sweep[:, 3].max() >= 0.9 * chain.length  # the long sweeps survive
-    cut = _read_schedule(plan.ops, chain.length, max_drawn=800, max_read=100)
-    assert not cut.complete and cut.ops_read == 100
 
 
 # ---------------------------------------------------------------------------------------
@@ -387,3 +325,90 @@ def test_plan_model_errors(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, *base)
     assert code == 2
     assert_one_line_error(err, "--state-size and --internal-size are required unless --model")
+
+
+# ---------------------------------------------------------------------------------------
+# mbrnn train / evaluate / sample
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def text(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("data"))
+
+
+def test_cli_rejects_unknown_flags_and_bad_presets(capsys: pytest.CaptureFixture[str]) -> None:
+    main = cli.main
+    assert main(["train", "--hiden-size=3"]) == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+    assert main(["train", "--config=no-such-preset"]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_dry_run_writes_log_plot_checkpoint_and_model(text: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    main = cli.main
+    out = tmp_path / "run"
+    assert main(["train", *TINY, f"--data={text}", f"--out={out}", "--dry-run", "--plot"]) == 0
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 4] and all(r["loss"] > 0 for r in log)
+    assert {"bpc", "ppl", "tokens_per_s", "peak_bytes"} <= set(log[-1])
+    assert (out / "curves.png").stat().st_size > 0 and (out / "checkpoint.pt").is_file()
+    model = out / "model"
+    assert main(["evaluate", "--model", str(model), "--split", "test", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["split"] == "test" and metrics["tokens"] > 0 and metrics["loss"] > 0
+    assert main(["sample", "--model", str(model), "--prompt", "the ", "--max-new-tokens", "12",
+                 "--top-k", "3"]) == 0
+    sample = capsys.readouterr().out
+    assert sample.startswith("the ") and len(sample) == len("the ") + 12 + 1
+
+
+def test_evaluate_rejects_data_the_vocab_cannot_encode(text: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    main = cli.main
+    out = tmp_path / "run"
+    train(tiny_config(text, out, max_steps=1, eval_every=1))
+    other = tmp_path / "other.txt"
+    other.write_text("ZZZ XYZ 123 qqq\n" * 50)
+    assert main(["evaluate", "--model", str(out / "model"), "--data", str(other)]) == 2
+    assert "cannot load the corpus" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["/nonexistent", "./no/such/model", "runs-missing/../x/y"])
+def test_evaluate_a_missing_folder_says_so(capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """A name that can only be a path is never taken for a Hub repo id."""
+
+    def no_network(**kwargs: object) -> str:
+        raise AssertionError("a missing folder must not reach the Hub")
+
+    monkeypatch.setattr("huggingface_hub.snapshot_download", no_network)
+    assert cli.main(["evaluate", "--model", name]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mbrnn evaluate: error: cannot load model {name!r}: ")
+    assert f"no such folder {name!r}" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("module", ["mbrnn", "mbrnn.cli"])
+def test_python_m_runs_the_command_line(module: str, tmp_path: Path) -> None:
+    """``python -m mbrnn`` (what torchrun runs) and ``python -m mbrnn.cli``: a user error is
+    one line, never a traceback."""
+    proc = subprocess.run([sys.executable, "-m", module, "train", "--config=no-such-preset"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("mbrnn train: error: config preset 'no-such-preset' not found")
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", module, "train", "--help"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0 and "--memory-budget" in proc.stdout and "tiny" in proc.stdout
+
+
+def test_plan_command_imports_neither_torch_nor_matplotlib() -> None:
+    """Building the whole parser (train's options included) and planning stay light."""
+    code = ("import sys; from mbrnn.cli import main; code = main(sys.argv[1:]); "
+            "bad = sorted(m for m in ('torch', 'matplotlib') if m in sys.modules); "
+            "print(bad); sys.exit(1 if bad or code else 0)")
+    proc = subprocess.run([sys.executable, "-c", code, "plan", *SMALL], capture_output=True,
+                          text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

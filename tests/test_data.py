@@ -865,6 +865,7 @@ def test_public_api_is_explicit() -> None:
     exported = set(mbrnn.data.__all__)
     assert exported == {name for name in vars(mbrnn.data) if not name.startswith("_")} - {
         "batching",
+        "classification",
         "formats",
         "hf",
         "paths",

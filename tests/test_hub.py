@@ -13,12 +13,12 @@ from safetensors.torch import load_file, save_file
 
 from mbrnn import hub
 from mbrnn.data import Vocab, data_root
+from mbrnn.hub import from_pretrained
 from mbrnn.models import (
     LanguageModel,
     LanguageModelConfig,
     SequenceClassifier,
     SequenceClassifierConfig,
-    from_pretrained,
 )
 
 
@@ -123,7 +123,7 @@ def _zoo_params() -> list[str]:
 @pytest.mark.parametrize("name", _zoo_params())
 def test_zoo_model_reproduces_its_recorded_metric(name: str) -> None:
     """Each zoo model's config.json records a metric on a fixed slice of its data."""
-    from mbrnn.cli_zoo import evaluate_model
+    from mbrnn.training import evaluate_model
 
     folder = hub.ZOO_DIR / name
     assert (folder / "README.md").is_file()

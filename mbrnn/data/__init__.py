@@ -1,4 +1,4 @@
-"""Data for mbrnn: corpora, vocabularies, LM batching and sequence datasets.
+"""Data for mbrnn: corpora, vocabularies, LM batching, sequence datasets and their splits.
 
 Shared benchmark datasets are found through ``$MBRNN_DATA`` (default ``../shared/data``
 next to the repository); see :func:`data_root`.
@@ -8,6 +8,12 @@ from .batching import BPTTWindow as BPTTWindow
 from .batching import batchify as batchify
 from .batching import bptt_windows as bptt_windows
 from .batching import shard_streams as shard_streams
+from .classification import ClassifyData as ClassifyData
+from .classification import FolderData as FolderData
+from .classification import ImageData as ImageData
+from .classification import load_classification as load_classification
+from .classification import load_folder as load_folder
+from .classification import load_images as load_images
 from .formats import read_idx as read_idx
 from .formats import read_wav as read_wav
 from .hf import corpus_from_hf as corpus_from_hf
@@ -32,8 +38,11 @@ __all__ = [
     "EOS",
     "UNK",
     "BPTTWindow",
+    "ClassifyData",
     "Corpus",
     "FashionMNISTSequences",
+    "FolderData",
+    "ImageData",
     "Level",
     "SequenceFolder",
     "Vocab",
@@ -43,8 +52,11 @@ __all__ = [
     "corpus_from_hf",
     "corpus_from_texts",
     "data_root",
+    "load_classification",
     "load_corpus",
+    "load_folder",
     "load_hf_corpus",
+    "load_images",
     "load_sequence",
     "read_idx",
     "read_wav",

@@ -1,7 +1,8 @@
-"""The ``mbrnn train``, ``mbrnn evaluate`` and ``mbrnn sample`` subcommands.
+"""``mbrnn train``, ``mbrnn evaluate`` and ``mbrnn sample``: the zoo's subcommands.
 
-Registered in :mod:`mbrnn.cli`'s ``_COMMANDS``; imported only when one of them runs, so
-``mbrnn plan`` stays light.
+Each subcommand is a ``configure_<name>(parser)`` that adds its options and a
+``run_<name>(args) -> int`` handler. Only the handlers import torch (through
+:mod:`mbrnn.training` and :mod:`mbrnn.hub`), so building the parser stays light.
 
 Example::
 
@@ -16,42 +17,50 @@ import argparse
 import json
 import math
 import sys
-from typing import Any, cast
+from dataclasses import fields
+from typing import TYPE_CHECKING
 
-import torch
+from ..errors import ConfigError
+from ..training.config import TrainConfig, load_config, preset_names
+from .errors import CommandError
 
-from .cli import CommandError
-from .data import Vocab
-from .hub import from_pretrained
-from .models import LanguageModel, SequenceClassifier
-from .train import (
-    TrainConfig,
-    TrainError,
-    config_from_args,
-    configure_parser,
-    evaluate_classifier,
-    evaluate_lm,
-    load_classification,
-    load_text,
-    train,
-)
+if TYPE_CHECKING:
+    from torch import nn
 
-__all__ = ["configure_evaluate", "configure_sample", "configure_train", "run_evaluate",
-           "run_sample", "run_train"]
+__all__ = ["config_from_args", "configure_evaluate", "configure_sample", "configure_train",
+           "run_evaluate", "run_sample", "run_train"]
 
 
 # --- train ----------------------------------------------------------------------------
 
 
 def configure_train(p: argparse.ArgumentParser) -> None:
-    configure_parser(p)
+    """``--config PRESET`` and one ``--key=value`` option per :class:`TrainConfig` field."""
+    p.add_argument("--config", default=None, metavar="PRESET",
+                   help=f"a preset ({', '.join(preset_names())}) or a .toml path")
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            p.add_argument(flag, dest=f"set_{f.name}", nargs="?", const="true", default=None,
+                           metavar="BOOL")
+        else:
+            p.add_argument(flag, dest=f"set_{f.name}", default=None, metavar=str(f.type).upper())
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` that ``mbrnn train``'s parsed options describe."""
+    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("set_") and v is not None}
+    return load_config(args.config, overrides)
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """Train; 130 when Ctrl-C stopped the run early (0 for ``--stop-at``)."""
+    from ..training.loop import train
+
     try:
         cfg = config_from_args(args)
         result = train(cfg)
-    except TrainError as e:
+    except ConfigError as e:
         raise CommandError(str(e)) from None
     if result.get("stopped"):
         print(f"stopped after step {result['step']}; checkpoint in {cfg.out}/checkpoint.pt "
@@ -64,6 +73,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def configure_evaluate(p: argparse.ArgumentParser) -> None:
+    """``mbrnn evaluate``'s options."""
     p.add_argument("--model", required=True, help="a zoo name, a model folder or a Hub repo id")
     p.add_argument("--split", default=None, choices=("train", "valid", "test"),
                    help="default: test, or valid where the data has no test split")
@@ -75,64 +85,24 @@ def configure_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
 
-def _load(name: str, device: str) -> torch.nn.Module:
+def _load(name: str, device: str) -> nn.Module:
+    from ..hub import from_pretrained
+
     try:
         return from_pretrained(name, map_location=device)
     except (OSError, ValueError, TypeError) as e:
         raise CommandError(f"cannot load model {name!r}: {e}") from None
 
 
-def _training_config(model: torch.nn.Module, data: str | None) -> TrainConfig:
-    info = getattr(model, "pretrained_info", {}) or {}
-    saved = dict(info.get("training", {}))
-    cfg = TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__})
-    if data is not None:
-        cfg.data = data
-    return cfg
-
-
-def evaluate_model(model: torch.nn.Module, split: str | None, *, data: str | None = None,
-                   batch_size: int | None = None, bptt: int | None = None,
-                   max_batches: int = 0) -> dict[str, Any]:
-    """Metrics of a loaded model on a split of its training data (or ``data``).
-
-    ``split=None``: the test split, or the validation split where there is no test text.
-    """
-    default_split = split is None
-    split = split or "test"
-    cfg = _training_config(model, data)
-    if isinstance(model, LanguageModel):
-        if model.vocab is None:
-            raise TrainError("the model has no tokenizer.json; cannot encode text for it")
-        cfg.level = model.config.level
-        corpus = load_text(cfg, vocab=cast(Vocab, model.vocab))
-        ids = corpus.split(split)
-        if ids.numel() < 2 and default_split:
-            split, ids = "valid", corpus.split("valid")
-        if ids.numel() < 2:
-            raise TrainError(f"the {split} split of {cfg.data} is empty")
-        m = evaluate_lm(model, ids, batch_size=batch_size or cfg.eval_batch_size,
-                        bptt=bptt or cfg.bptt, max_batches=max_batches)
-        return {"split": split, **m}
-    if isinstance(model, SequenceClassifier):
-        seqs = load_classification(cfg, split)
-        if seqs.input_size != model.config.input_size or seqs.num_classes != model.config.num_classes:
-            raise TrainError(
-                f"{cfg.data} has {seqs.input_size} features per step and {seqs.num_classes} "
-                f"classes; the model expects {model.config.input_size} and "
-                f"{model.config.num_classes}")
-        m = evaluate_classifier(model, seqs, batch_size=batch_size or cfg.eval_batch_size,
-                                max_batches=max_batches)
-        return {"split": split, **m}
-    raise TrainError(f"cannot evaluate a {type(model).__name__}")
-
-
 def run_evaluate(args: argparse.Namespace) -> int:
+    """Print a model's metrics on a split of its data (or ``--data``)."""
+    from ..training.evaluate import evaluate_model
+
     model = _load(args.model, args.device)
     try:
         metrics = evaluate_model(model, args.split, data=args.data, batch_size=args.batch_size,
                                  bptt=args.bptt, max_batches=args.max_batches)
-    except TrainError as e:
+    except ConfigError as e:
         raise CommandError(str(e)) from None
     if args.json:
         print(json.dumps(metrics))
@@ -150,6 +120,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def configure_sample(p: argparse.ArgumentParser) -> None:
+    """``mbrnn sample``'s options."""
     p.add_argument("--model", required=True, help="a zoo name, a model folder or a Hub repo id")
     p.add_argument("--prompt", default="\n")
     p.add_argument("--max-new-tokens", type=int, default=200)
@@ -160,6 +131,11 @@ def configure_sample(p: argparse.ArgumentParser) -> None:
 
 
 def run_sample(args: argparse.Namespace) -> int:
+    """Write the prompt and its continuation, sampled from a language model, to stdout."""
+    import torch
+
+    from ..models import LanguageModel
+
     model = _load(args.model, args.device)
     if not isinstance(model, LanguageModel) or model.vocab is None:
         raise CommandError(f"{args.model} is not a language model with a vocabulary")
@@ -173,6 +149,3 @@ def run_sample(args: argparse.Namespace) -> int:
                          generator=generator)
     sys.stdout.write(model.vocab.decode(out.tolist()) + "\n")
     return 0
-
-
-

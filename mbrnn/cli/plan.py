@@ -1,9 +1,7 @@
-"""The ``mbrnn`` command line.
+"""``mbrnn plan``: plan memory-efficient BPTT for a recurrence and a memory budget.
 
-Each subcommand is one entry in ``_COMMANDS``: a function that adds its arguments to a
-subparser and a handler ``_cmd_<name>(args) -> int``. To add a subcommand, write both and
-register them; :func:`main` dispatches and turns user errors into one-line messages
-(``mbrnn <command>: error: ...``, exit status 2) without a traceback.
+Given the sizes of one step (or a module to probe them from, with ``--model``), solve for
+the cheapest schedule that fits the budget, replay it, and report its cost and peak.
 
 Example::
 
@@ -15,48 +13,22 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
 
-from .errors import InfeasibleBudgetError, PlanError
-from .plan.chain import Chain
-from .plan.ops import Plan
-from .plan.simulate import simulate
-from .plan.solver import POLICIES, solve
-from .sizes import format_size, parse_size
+from ..errors import InfeasibleBudgetError, PlanError
+from ..plan.chain import Chain
+from ..plan.ops import Plan
+from ..plan.simulate import simulate
+from ..plan.solver import POLICIES, solve
+from ..sizes import format_size, parse_size
+from .errors import EXIT_FAILURE, CommandError
 
-__all__ = ["CommandError", "PlanSummary", "build_parser", "main"]
-
-#: Exit status for bad input (argparse's convention), and for failures while running.
-EXIT_USAGE = 2
-EXIT_FAILURE = 1
+__all__ = ["PlanSummary", "configure", "run"]
 
 
-class CommandError(Exception):
-    """A user-facing failure of a subcommand: printed as one line, never a traceback."""
-
-    def __init__(self, message: str, *, status: int = EXIT_USAGE) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True)
-class Command:
-    name: str
-    help: str
-    configure: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
-
-
-# ---------------------------------------------------------------------------------------
-# mbrnn plan
-# ---------------------------------------------------------------------------------------
-
-
-def _configure_plan(p: argparse.ArgumentParser) -> None:
+def configure(p: argparse.ArgumentParser) -> None:
+    """Add ``mbrnn plan``'s options to ``p``."""
     p.add_argument("--seq-len", type=int, required=True, metavar="T",
                    help="number of time steps T")
     p.add_argument("--state-size", metavar="SIZE",
@@ -204,7 +176,8 @@ def _plan_chain(args: argparse.Namespace) -> Chain:
     return Chain(args.seq_len, state, internal)
 
 
-def _cmd_plan(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Run ``mbrnn plan``: print the summary (or JSON); returns the exit status."""
     model = predicted_peak = None
     if args.model is None:
         chain = _plan_chain(args)
@@ -239,7 +212,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     t2 = time.perf_counter()
     plot_seconds = None
     if args.plot is not None:
-        from .plan.plot import plot_plan
+        from ..plan.plot import plot_plan
 
         try:
             plot_plan(plan, args.plot)
@@ -283,62 +256,3 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     else:
         print(summary.format())
     return 0
-
-
-# ---------------------------------------------------------------------------------------
-# Registry and entry point
-# ---------------------------------------------------------------------------------------
-
-def _zoo(name: str) -> Callable[..., Any]:
-    """``mbrnn.cli_zoo.<name>``, imported on first use (it imports torch)."""
-
-    def call(arg: argparse.ArgumentParser | argparse.Namespace) -> Any:
-        from . import cli_zoo
-
-        return getattr(cli_zoo, name)(arg)
-
-    return call
-
-
-_COMMANDS: tuple[Command, ...] = (
-    Command("plan", "plan memory-efficient BPTT for a recurrence and a memory budget",
-            _configure_plan, _cmd_plan),
-    Command("train", "train a zoo model (language model or sequence classifier)",
-            _zoo("configure_train"), _zoo("run_train")),
-    Command("evaluate", "evaluate a zoo model, a model folder or a Hub model on a data split",
-            _zoo("configure_evaluate"), _zoo("run_evaluate")),
-    Command("sample", "sample text from a language model",
-            _zoo("configure_sample"), _zoo("run_sample")),
-)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mbrnn",
-        description="Memory-efficient backpropagation through time (Gruslys et al., 2016).",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for cmd in _COMMANDS:
-        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
-        cmd.configure(p)
-        p.set_defaults(_command=cmd)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``mbrnn`` command line; returns the exit status."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, or a usage error argparse already printed
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    cmd: Command = args._command
-    try:
-        return cmd.run(args)
-    except CommandError as exc:
-        print(f"mbrnn {cmd.name}: error: {exc}", file=sys.stderr)
-        return exc.status
-
-
-if __name__ == "__main__":
-    sys.exit(main())
