@@ -16,7 +16,7 @@ from ..errors import InfeasibleBudgetError
 from ..plan import check_policy
 from ..runtime.executor import ExecStats, run_plan
 from ..runtime.fit import RecurrencePlan, Working, fit
-from ..runtime.probe import StepSizes, chain_for, measure_working, probe_step
+from ..runtime.probe import StepSizes, chain_for, probe_step_recurrence
 from ..runtime.state import State, StateSpec, state_flatten, state_map, state_unflatten
 from .cell import Cell
 
@@ -198,10 +198,7 @@ class Recurrent(nn.Module):
             flat, spec = state_flatten(self.cell.init_state(batch_size, device=device, dtype=dtype))
             step = self._step_fn(spec)
             params = [p for p in self.cell.parameters() if p.requires_grad]
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                sizes = probe_step(step, x, tuple(flat))  # pyright: ignore[reportArgumentType]
-                working = measure_working(step, x, tuple(flat), params, chain_for(sizes, 4))
-            hit = (sizes, working)
+            hit = probe_step_recurrence(step, x, tuple(flat), params)
             self._sizes[key] = hit
         return hit
 

@@ -47,14 +47,7 @@ from ..plan import check_policy
 from ..runtime.executor import ExecStats, run_plan
 from ..runtime.fit import ModulePlan, RecurrencePlan, Working, fit
 from ..runtime.fused import MAX_CHUNK, RUN_COST_STEPS, FusedSegment
-from ..runtime.probe import (
-    PROBE_LENGTHS,
-    FusedSizes,
-    StepSizes,
-    chain_for,
-    measure_working,
-    probe_fused,
-)
+from ..runtime.probe import FusedSizes, chain_for, probe_recurrence
 from ..sizes import format_size
 from .recurrent import _OWN, UNBOUNDED
 
@@ -186,25 +179,12 @@ class _BudgetedRNN(nn.RNNBase):
             return hit
         params = [w for ws in self._weights(layers, 0) for w in ws]
         shapes = self._state_shapes(len(layers), B)
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            seg = self._segment(layers, 0)
-            sizes, example = probe_fused(seg, features, shapes, device, dtype)
-            if packed:  # the kernel's packed variant keeps its own figures (ATen on CPU)
-                lengths = torch.full((B,), max(PROBE_LENGTHS), dtype=torch.int64)
-                seg_p = self._segment(layers, 0, lengths=lengths, force_packed=True)
-                sp, _ = probe_fused(seg_p, features, shapes, device, dtype)
-                sizes = FusedSizes(
-                    StepSizes(sizes.step.state_bytes,
-                              max(sizes.step.internal_bytes, sp.step.internal_bytes),
-                              sizes.step.output_bytes, sizes.step.saved_bytes),
-                    max(sizes.run_bytes, sp.run_bytes),
-                    max(sizes.sweep_step_bytes, sp.sweep_step_bytes),
-                    max(sizes.sweep_bytes, sp.sweep_bytes),
-                    max(sizes.keep_step_bytes, sp.keep_step_bytes),
-                )
-            seg.chunk = seg.keep_chunk = 1
-            working = measure_working(seg, example[0], tuple(example[1:]), params,
-                                      chain_for(sizes, 4, chunk=1, keep_chunk=1))
+
+        def segment(lengths: Tensor | None) -> FusedSegment:
+            return self._segment(layers, 0, lengths=lengths, force_packed=lengths is not None)
+
+        sizes, working = probe_recurrence(segment, features, shapes, params, device, dtype,
+                                          packed=packed)
         self._sizes[key] = (sizes, working)
         return sizes, working
 

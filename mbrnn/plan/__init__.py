@@ -18,11 +18,11 @@ from .ops import KeepHidden as KeepHidden
 from .ops import Op as Op
 from .ops import OpSequence as OpSequence
 from .ops import Plan as Plan
+from .ops import Simulation as Simulation
 from .policy import POLICIES as POLICIES
 from .policy import Policy as Policy
 from .policy import check_policy as check_policy
 from .policy import rank as rank
-from .simulate import Simulation as Simulation
 from .simulate import simulate as simulate
 from .simulate import simulate_ops as simulate_ops
 from .simulate import summary as summary

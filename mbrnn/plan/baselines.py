@@ -10,8 +10,7 @@ import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from .ops import Backward, Forward, ForwardKeep, FreeHidden, KeepHidden, Op
-from .simulate import Simulation
+from .ops import Backward, Forward, ForwardKeep, FreeHidden, KeepHidden, Op, Simulation
 
 if TYPE_CHECKING:
     from .chain import Chain

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .emit import Decision
-from .simulate import Simulation
+from .ops import Simulation
 
 if TYPE_CHECKING:
     from .chain import Chain

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, overload
 
 if TYPE_CHECKING:
     from .chain import Chain
-    from .simulate import Simulation
 
 __all__ = [
     "Backward",
@@ -36,6 +35,7 @@ __all__ = [
     "Op",
     "OpSequence",
     "Plan",
+    "Simulation",
 ]
 
 
@@ -126,6 +126,32 @@ class OpSequence(Sequence[Op]):
 
 
 @dataclass(frozen=True)
+class Simulation:
+    """What replaying a plan found.
+
+    Attributes:
+        forward_steps: every evaluation of a step's forward, the first sweep included.
+        peak: the most memory held at any op, by the module docstring's accounting.
+        runs: ``Forward`` and ``ForwardKeep`` ops (each is at least one kernel call).
+        max_hidden: most hidden states kept at once (``h[0]`` included).
+        max_internal: most internal states kept at once (the step being back-propagated
+            excluded).
+        num_ops: ops in the plan.
+        max_live_runs: most kept calls alive at once.
+        longest_run: the longest ``ForwardKeep`` run, in steps (0 if none).
+    """
+
+    forward_steps: int
+    peak: float
+    runs: int
+    max_hidden: int
+    max_internal: int
+    num_ops: int
+    max_live_runs: int = 0
+    longest_run: int = 0
+
+
+@dataclass(frozen=True)
 class Plan:
     """An immutable schedule for back-propagating one recurrence within a budget: data.
 
@@ -136,7 +162,7 @@ class Plan:
         forward_steps: every evaluation of a step's forward, the first sweep included.
         ops: the op sequence (lazy; see :class:`OpSequence`).
         exact: whether ``forward_steps`` is the proven optimum for the policy's moves.
-        stats: the plan's :class:`~mbrnn.plan.simulate.Simulation` where the solver knows
+        stats: the plan's :class:`Simulation` where the solver knows
             it in closed form (``None`` otherwise); :func:`~mbrnn.plan.simulate.summary`
             gives it for any plan, replaying the ops only where it must.
     """

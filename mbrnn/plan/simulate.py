@@ -32,11 +32,10 @@ a million steps in a few thousand ops replays in milliseconds.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import PlanError
-from .ops import Backward, Forward, ForwardKeep, FreeHidden, KeepHidden
+from .ops import Backward, Forward, ForwardKeep, FreeHidden, KeepHidden, Simulation
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -45,32 +44,6 @@ if TYPE_CHECKING:
     from .ops import Op, Plan
 
 __all__ = ["Simulation", "simulate", "simulate_ops", "summary"]
-
-
-@dataclass(frozen=True)
-class Simulation:
-    """What replaying a plan found.
-
-    Attributes:
-        forward_steps: every evaluation of a step's forward, the first sweep included.
-        peak: the most memory held at any op, by the module docstring's accounting.
-        runs: ``Forward`` and ``ForwardKeep`` ops (each is at least one kernel call).
-        max_hidden: most hidden states kept at once (``h[0]`` included).
-        max_internal: most internal states kept at once (the step being back-propagated
-            excluded).
-        num_ops: ops in the plan.
-        max_live_runs: most kept calls alive at once.
-        longest_run: the longest ``ForwardKeep`` run, in steps (0 if none).
-    """
-
-    forward_steps: int
-    peak: float
-    runs: int
-    max_hidden: int
-    max_internal: int
-    num_ops: int
-    max_live_runs: int = 0
-    longest_run: int = 0
 
 
 def simulate(plan: Plan, chain: Chain | None = None) -> Simulation:

@@ -32,9 +32,9 @@ from .chain import Chain
 from .emit import emit, merge
 from .hierarchy import EXACT_LIMIT, hierarchical
 from .hsm import hsm_cost, hsm_decide, hsm_stats
-from .ops import Op, OpSequence, Plan
+from .ops import Op, OpSequence, Plan, Simulation
 from .policy import POLICIES, PolicyName, check_policy, rank
-from .simulate import Simulation, summary
+from .simulate import summary
 from .table import tables
 
 __all__ = ["EXACT_LIMIT", "POLICIES", "candidates", "chen_segments", "minimum_budget", "solve"]

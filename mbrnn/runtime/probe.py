@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
 __all__ = ["PROBE_LENGTHS", "FusedSizes", "State", "StepSizes", "Working", "chain_for", "measure_working",
-           "probe_cell", "probe_fused", "probe_step"]
+           "probe_cell", "probe_fused", "probe_recurrence", "probe_step",
+           "probe_step_recurrence"]
 
 # NOTE [ What keeping a step costs ]
 # In a chain of kept steps t = 1..k, step t's graph holds what autograd saved for it.
@@ -420,6 +421,59 @@ def probe_fused(
     )
     x1, st1 = inputs(1, False)
     return FusedSizes(step, run_bytes, sweep_step, sweep, keep_step), [x1[0], *st1]
+
+
+def probe_step_recurrence(
+    step: Callable[[torch.Tensor, tuple[torch.Tensor, ...]],
+                   tuple[torch.Tensor, tuple[torch.Tensor, ...]]],
+    x: torch.Tensor,
+    state: tuple[torch.Tensor, ...],
+    params: Sequence[torch.Tensor],
+) -> tuple[StepSizes, Working]:
+    """What one step keeps (:func:`probe_step`) and the executor's working set beside it
+    (:func:`measure_working`), for a per-step recurrence; the global RNG is left alone."""
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        sizes = probe_step(step, x, state)  # pyright: ignore[reportArgumentType]
+        working = measure_working(step, x, state, params, chain_for(sizes, 4))
+    return sizes, working
+
+
+def probe_recurrence(
+    segment: Callable[[torch.Tensor | None], Any],
+    features: int,
+    state_shapes: Sequence[tuple[int, ...]],
+    params: Sequence[torch.Tensor],
+    device: torch.device,
+    dtype: torch.dtype,
+    *,
+    packed: bool = False,
+) -> tuple[FusedSizes, Working]:
+    """What one fused recurrence keeps and the executor's working set beside it.
+
+    ``segment(lengths)`` builds the recurrence's segment (``lengths=None``: every
+    sequence runs every step). With ``packed=True`` the kernel's packed variant is
+    probed too (ATen keeps other figures for it on CPU) and the larger of each figure
+    kept. The global RNG is left untouched.
+    """
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        seg = segment(None)
+        sizes, example = probe_fused(seg, features, state_shapes, device, dtype)
+        if packed:
+            lengths = torch.full((state_shapes[0][1],), max(PROBE_LENGTHS), dtype=torch.int64)
+            sp, _ = probe_fused(segment(lengths), features, state_shapes, device, dtype)
+            sizes = FusedSizes(
+                StepSizes(sizes.step.state_bytes,
+                          max(sizes.step.internal_bytes, sp.step.internal_bytes),
+                          sizes.step.output_bytes, sizes.step.saved_bytes),
+                max(sizes.run_bytes, sp.run_bytes),
+                max(sizes.sweep_step_bytes, sp.sweep_step_bytes),
+                max(sizes.sweep_bytes, sp.sweep_bytes),
+                max(sizes.keep_step_bytes, sp.keep_step_bytes),
+            )
+        seg.chunk = seg.keep_chunk = 1  # the working set of one-step calls, as planned
+        working = measure_working(seg, example[0], tuple(example[1:]), params,
+                                  chain_for(sizes, 4, chunk=1, keep_chunk=1))
+    return sizes, working
 
 
 # ---------------------------------------------------------------------------------------
