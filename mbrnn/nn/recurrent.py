@@ -5,6 +5,7 @@ After Gruslys et al., "Memory-Efficient Backpropagation Through Time" (NeurIPS 2
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from torch import Tensor, nn
 from ..budget import Budget, BudgetLike, resolve_budget
 from ..errors import InfeasibleBudgetError
 from ..plan import check_policy
+from ..plan.buckets import BUCKET_RATIO
 from ..runtime.executor import ExecStats, run_plan
 from ..runtime.fit import RecurrencePlan, Working, fit
 from ..runtime.probe import StepSizes, chain_for, probe_step_recurrence
@@ -21,6 +23,22 @@ from ..runtime.state import State, StateSpec, state_flatten, state_map, state_un
 from .cell import Cell
 
 __all__ = ["Recurrent"]
+
+def check_bucket_ratio(owner: str, ratio: object) -> float:
+    """``ratio`` as a float >= 1, or a ``ValueError`` naming ``owner``."""
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not (
+            math.isfinite(ratio) and ratio >= 1.0):
+        raise ValueError(f"{owner}: bucket_ratio must be a number >= 1 (1 plans every "
+                         f"length on its own), got {ratio!r}")
+    return float(ratio)
+
+
+def without_last_call(state: dict[str, Any]) -> dict[str, Any]:
+    """A budgeted module's pickled state without its last call's plan and statistics (a
+    plan's ops are generated lazily by closures); the probed sizes and resolved budgets
+    travel, so ``torch.save(module)`` and multiprocessing work after a call."""
+    return {**state, "last_plan": None, "last_stats": None}
+
 
 #: ``plan_for``'s default: the module's own budget.
 _OWN: Any = object()
@@ -48,6 +66,11 @@ class Recurrent(nn.Module):
         batch_first: inputs and outputs are ``(B, T, F)`` instead of ``(T, B, F)``.
         preserve_rng_state: replay the RNG so recomputed steps draw the same dropout masks.
         check_recompute: check that recomputed steps match the first pass's shapes.
+        bucket_ratio: sequence lengths above 64 are planned for their bucket on a
+            geometric grid of this ratio (default ``2 ** (1/8)``, about 9 %) and run the
+            bucket plan's last ``T`` steps, so variable-length data plans once per bucket
+            (within the budget; a few tenths of a percent more forward steps).
+            ``1.0`` plans every length on its own.
 
     Inputs: x, state
         - **x**: :math:`(T, B, F)`, :math:`(B, T, F)` with ``batch_first``, or
@@ -80,6 +103,7 @@ class Recurrent(nn.Module):
         batch_first: bool = False,
         preserve_rng_state: bool = True,
         check_recompute: bool = True,
+        bucket_ratio: float = BUCKET_RATIO,
     ) -> None:
         super().__init__()
         if not isinstance(cell, nn.Module) or not callable(getattr(cell, "init_state", None)):
@@ -94,13 +118,18 @@ class Recurrent(nn.Module):
         self.batch_first = bool(batch_first)
         self.preserve_rng_state = preserve_rng_state
         self.check_recompute = check_recompute
+        self.bucket_ratio = check_bucket_ratio("Recurrent", bucket_ratio)
         self._sizes: dict[tuple[Any, ...], tuple[StepSizes, Working]] = {}
         self._budgets: dict[tuple[Any, ...], int] = {}
         self.last_plan: RecurrencePlan | None = None
         self.last_stats: ExecStats | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        return without_last_call(super().__getstate__())  # pyright: ignore[reportAttributeAccessIssue]
+
     def extra_repr(self) -> str:
-        return f"memory_budget={self.memory_budget!r}, policy={self.policy!r}, batch_first={self.batch_first}"
+        return (f"memory_budget={self.memory_budget!r}, policy={self.policy!r}, "
+                f"batch_first={self.batch_first}")
 
     # --- validation ----------------------------------------------------------------------
 
@@ -206,7 +235,8 @@ class Recurrent(nn.Module):
              ) -> RecurrencePlan:
         sizes, working = self._probe(B, device, dtype)
         return fit(chain_for(sizes, T), budget, self.policy, working, run_cost=0.0,
-                   owner="Recurrent", context=f"seq_len={T}, batch {B}")
+                   owner="Recurrent", context=f"seq_len={T}, batch {B}",
+                   bucket_ratio=self.bucket_ratio)
 
     def plan_for(
         self,

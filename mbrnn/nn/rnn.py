@@ -44,12 +44,13 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from ..budget import Budget, BudgetLike, resolve_budget
 from ..errors import InfeasibleBudgetError
 from ..plan import check_policy
+from ..plan.buckets import BUCKET_RATIO
 from ..runtime.executor import ExecStats, run_plan
 from ..runtime.fit import ModulePlan, RecurrencePlan, Working, fit
 from ..runtime.fused import MAX_CHUNK, RUN_COST_STEPS, FusedSegment
 from ..runtime.probe import FusedSizes, chain_for, probe_recurrence
 from ..sizes import format_size
-from .recurrent import _OWN, UNBOUNDED
+from .recurrent import _OWN, UNBOUNDED, check_bucket_ratio, without_last_call
 
 __all__ = ["GRU", "LSTM", "RNN", "RUN_COST_STEPS", "FusedPlan", "FusedSizes"]
 
@@ -84,8 +85,10 @@ class _BudgetedRNN(nn.RNNBase):
     policy: str
     _torch_class: type[nn.RNNBase]
 
-    def _init_budget(self, memory_budget: BudgetLike, policy: str) -> None:
+    def _init_budget(self, memory_budget: BudgetLike, policy: str,
+                     bucket_ratio: float = BUCKET_RATIO) -> None:
         name = type(self).__name__
+        self.bucket_ratio = check_bucket_ratio(name, bucket_ratio)
         Budget.parse(memory_budget, name=f"{name}: memory_budget")  # validate
         self.memory_budget = memory_budget
         self.policy = check_policy(name, policy)
@@ -94,6 +97,9 @@ class _BudgetedRNN(nn.RNNBase):
         self.last_plan: ModulePlan | None = None
         self.last_stats: tuple[ExecStats, ...] | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        return without_last_call(super().__getstate__())  # pyright: ignore[reportAttributeAccessIssue]
+
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, memory_budget={self.memory_budget!r}, policy={self.policy!r}"
 
@@ -101,7 +107,7 @@ class _BudgetedRNN(nn.RNNBase):
 
     @classmethod
     def from_torch(cls: type[_R], module: nn.RNNBase, *, memory_budget: BudgetLike = None,
-                   policy: str = "auto") -> _R:
+                   policy: str = "auto", bucket_ratio: float = BUCKET_RATIO) -> _R:
         """Build one from an existing torch module: same configuration, device, dtype,
         weights (loaded strictly) and training mode."""
         if not isinstance(module, cls._torch_class):
@@ -113,6 +119,7 @@ class _BudgetedRNN(nn.RNNBase):
             num_layers=module.num_layers, bias=module.bias, batch_first=module.batch_first,
             dropout=module.dropout, bidirectional=module.bidirectional, device=w.device,
             dtype=w.dtype, memory_budget=memory_budget, policy=policy,
+            bucket_ratio=bucket_ratio,
         )
         if cls._torch_class is nn.LSTM:
             kwargs["proj_size"] = module.proj_size
@@ -216,7 +223,8 @@ class _BudgetedRNN(nn.RNNBase):
                                   backward_step_bytes=back)
                 try:
                     got = fit(chain, share, self.policy, working,
-                              run_cost=FusedSegment.run_cost_steps, owner=name, context=context)
+                              run_cost=FusedSegment.run_cost_steps, owner=name, context=context,
+                              bucket_ratio=self.bucket_ratio)
                 except InfeasibleBudgetError as e:
                     if c == 1 or chunk == 1:
                         if len(recs) == 1:
@@ -444,6 +452,11 @@ class LSTM(_BudgetedRNN, nn.LSTM):
             candidates) or one planner policy, which runs as named or raises
             :class:`~mbrnn.errors.InfeasibleBudgetError`: ``"store_all"``,
             ``"recompute_all"``, ``"chen"``, ``"hsm"``, ``"ism"``, ``"msm"``.
+        bucket_ratio: keyword-only. Sequence lengths above 64 are planned for their
+            bucket on a geometric grid of this ratio (default ``2 ** (1/8)``, about 9 %)
+            and run that plan's last ``T`` steps: one plan per bucket for variable-length
+            data, within the budget (:mod:`mbrnn.plan.buckets`). ``1.0`` plans every
+            length on its own.
 
     Inputs: input, (h_0, c_0)
         - **input**: :math:`(L, N, H_{in})`, :math:`(N, L, H_{in})` with
@@ -487,10 +500,11 @@ class LSTM(_BudgetedRNN, nn.LSTM):
         *,
         memory_budget: BudgetLike = None,
         policy: str = "auto",
+        bucket_ratio: float = BUCKET_RATIO,
     ) -> None:
         nn.LSTM.__init__(self, input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, proj_size, device, dtype)
-        self._init_budget(memory_budget, policy)
+        self._init_budget(memory_budget, policy, bucket_ratio)
 
 
 class GRU(_BudgetedRNN, nn.GRU):
@@ -499,7 +513,7 @@ class GRU(_BudgetedRNN, nn.GRU):
     Args:
         input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
             device, dtype: exactly as :class:`torch.nn.GRU`.
-        memory_budget, policy: keyword-only, as in :class:`LSTM`.
+        memory_budget, policy, bucket_ratio: keyword-only, as in :class:`LSTM`.
 
     Inputs: input, h_0 / Outputs: output, h_n
         As :class:`torch.nn.GRU`; for packed input ``h_n`` holds each sequence's last
@@ -528,10 +542,11 @@ class GRU(_BudgetedRNN, nn.GRU):
         *,
         memory_budget: BudgetLike = None,
         policy: str = "auto",
+        bucket_ratio: float = BUCKET_RATIO,
     ) -> None:
         nn.GRU.__init__(self, input_size, hidden_size, num_layers, bias, batch_first, dropout,
                         bidirectional, device=device, dtype=dtype)
-        self._init_budget(memory_budget, policy)
+        self._init_budget(memory_budget, policy, bucket_ratio)
 
 
 class RNN(_BudgetedRNN, nn.RNN):
@@ -540,7 +555,7 @@ class RNN(_BudgetedRNN, nn.RNN):
     Args:
         input_size, hidden_size, num_layers, nonlinearity, bias, batch_first,
             dropout, bidirectional, device, dtype: exactly as :class:`torch.nn.RNN`.
-        memory_budget, policy: keyword-only, as in :class:`LSTM`.
+        memory_budget, policy, bucket_ratio: keyword-only, as in :class:`LSTM`.
 
     Inputs: input, h_0 / Outputs: output, h_n
         As :class:`torch.nn.RNN`; for packed input ``h_n`` holds each sequence's last
@@ -570,7 +585,8 @@ class RNN(_BudgetedRNN, nn.RNN):
         *,
         memory_budget: BudgetLike = None,
         policy: str = "auto",
+        bucket_ratio: float = BUCKET_RATIO,
     ) -> None:
         nn.RNN.__init__(self, input_size, hidden_size, num_layers, nonlinearity, bias,
                         batch_first, dropout, bidirectional, device=device, dtype=dtype)
-        self._init_budget(memory_budget, policy)
+        self._init_budget(memory_budget, policy, bucket_ratio)

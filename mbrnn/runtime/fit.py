@@ -37,10 +37,12 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from ..errors import InfeasibleBudgetError
 from ..plan import EXACT_LIMIT, Chain, Plan, Simulation, rank, solve, summary
-from ..plan.baselines import chen_segment, chen_stats
+from ..plan.baselines import chen_segment, chen_stats, store_all_stats
+from ..plan.buckets import bucket_length, restrict
 from ..plan.policy import check_policy
 from ..plan.solver import candidates
 from ..sizes import format_size
@@ -311,6 +313,7 @@ def fit(
     run_cost: float = 0.0,
     owner: str = "fit",
     context: str = "",
+    bucket_ratio: float = 1.0,
 ) -> RecurrencePlan:
     """The plan to run for ``chain`` within ``budget`` bytes: NOTE [ Fitting a plan ].
 
@@ -324,6 +327,9 @@ def fit(
             shorter segments is a candidate too.
         owner, context: name the call in error messages (``"LSTM"``,
             ``"seq_len=1000, batch 32"``).
+        bucket_ratio: plan for the length's bucket on this geometric grid and run the
+            plan's last ``T`` steps (:mod:`mbrnn.plan.buckets`): one plan per bucket
+            serves variable-length data, within the budget. ``1`` plans each length.
 
     Returns:
         A :class:`RecurrencePlan` with ``predicted_peak <= budget``.
@@ -337,19 +343,58 @@ def fit(
             would (more than twice its cost); the plan is still the named policy's.
     """
     policy = check_policy(owner, policy)
-    if policy == "auto":
-        got = _fit_auto(chain, budget, working, run_cost)
-    else:
-        got = _fit_policy(chain, budget, policy, working, run_cost)
-        if policy == "msm":  # never worse than hsm: an HSM plan is an MSM plan
-            hsm = _fit_policy(chain, budget, "hsm", working, run_cost)
-            if hsm is not None and (got is None or hsm.forward_steps < got.forward_steps):
-                got = RecurrencePlan(_relabel(hsm.plan, "msm"), hsm.budget, hsm.working,
-                                     hsm.kept_peak)
+    if isinstance(budget, bool) or not isinstance(budget, int):
+        raise TypeError(f"{owner}: budget must be an int (bytes), got {type(budget).__name__}")
+    T, run_cost = chain.length, float(run_cost)
+    got: RecurrencePlan | None = None
+    longer = bucket_length(T, bucket_ratio)
+    if longer > T and policy not in _BASELINES and not _stores_all(chain, budget, working):
+        bucket = _fit_cached(chain.with_length(longer), budget, policy, working, run_cost)
+        if bucket is not None:  # else the bucket's length needs more: plan T itself
+            got = _restricted(bucket, T)
+    if got is None:
+        got = _fit_cached(chain, budget, policy, working, run_cost)
     if got is None:
         raise _infeasible(chain, budget, policy, working, run_cost, owner, context)
-    if policy not in ("auto", "recompute_all") and got.forward_steps > 4 * chain.length:
-        _warn_if_auto_is_far_better(chain, budget, policy, working, run_cost, got, owner)
+    if policy not in ("auto", "recompute_all") and got.forward_steps > 4 * T:
+        # shown once per shape by Python's default warning filter (the text names it)
+        auto = fit(chain, budget, "auto", working, run_cost=run_cost, bucket_ratio=bucket_ratio)
+        _warn_if_auto_is_far_better(policy, budget, got, auto, owner, context or f"seq_len={T}")
+    return got
+
+
+#: Policies whose plan has one shape for a length (no budget to spend): never bucketed.
+_BASELINES = ("store_all", "recompute_all", "chen")
+
+
+def _stores_all(chain: Chain, budget: int, working: Working) -> bool:
+    """Whether storing everything fits: then no bucket's plan can beat it."""
+    sim = store_all_stats(chain)
+    return sim.peak + working.for_stats(sim) + _slack(chain) <= budget
+
+
+@lru_cache(maxsize=1024)
+def _restricted(rp: RecurrencePlan, length: int) -> RecurrencePlan:
+    """``rp``'s plan for its last ``length`` steps, with its own (lower) prediction."""
+    plan = restrict(rp.plan, length)
+    return _fitted(plan, rp.budget, Working(rp.working - _slack(rp.plan.chain),
+                                            rp.working - _slack(rp.plan.chain)))
+
+
+@lru_cache(maxsize=256)
+def _fit_cached(chain: Chain, budget: int, policy: str, working: Working, run_cost: float
+                ) -> RecurrencePlan | None:
+    """The best plan of ``policy`` that fits, or ``None``; remembered, so that a training
+    loop plans each shape (or bucket) once. The arguments are frozen values, so a hit is
+    the same plan."""
+    if policy == "auto":
+        return _fit_auto(chain, budget, working, run_cost)
+    got = _fit_policy(chain, budget, policy, working, run_cost)
+    if policy == "msm":  # never worse than hsm: an HSM plan is an MSM plan
+        hsm = _fit_policy(chain, budget, "hsm", working, run_cost)
+        if hsm is not None and (got is None or hsm.forward_steps < got.forward_steps):
+            got = RecurrencePlan(_relabel(hsm.plan, "msm"), hsm.budget, hsm.working,
+                                 hsm.kept_peak)
     return got
 
 
@@ -393,15 +438,13 @@ def _infeasible(chain: Chain, budget: int, policy: str, working: Working, run_co
     )
 
 
-def _warn_if_auto_is_far_better(chain: Chain, budget: int, policy: str, working: Working,
-                                run_cost: float, got: RecurrencePlan, owner: str) -> None:
-    auto = _fit_auto(chain, budget, working, run_cost)
-    if auto is not None and 2 * _key(auto, run_cost)[0] < _key(got, run_cost)[0]:
+def _warn_if_auto_is_far_better(policy: str, budget: int, got: RecurrencePlan,
+                                auto: RecurrencePlan, owner: str, context: str) -> None:
+    if 2 * auto.forward_steps < got.forward_steps:
         warnings.warn(
             f"{owner}: policy={policy!r} fits memory_budget={format_size(budget)} for "
-            f"seq_len={chain.length} only with {got.forward_steps:,} forward steps; "
-            f"policy='auto' would run {auto.forward_steps:,} ({auto.plan.policy}). The "
-            f"named policy runs as asked",
+            f"{context} only with {got.forward_steps:,} forward steps; policy='auto' would "
+            f"run {auto.forward_steps:,} ({auto.plan.policy}). The named policy runs as asked",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,  # the module call that asked for the plan
         )
