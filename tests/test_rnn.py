@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,7 +9,6 @@ from typing import Any
 
 import pytest
 import torch
-from helpers import load_script
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
@@ -25,14 +23,7 @@ from mbrnn.runtime.memory import measure_peak
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Any:
-    """oneDNN's OpenMP threads spin on a shared 2-core machine: tiny calls go 100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny calls on 2 cores
 
 F64 = torch.float64
 POLICIES = ["auto", "msm", "ism", "hsm", "chen"]
@@ -636,26 +627,8 @@ def test_cudnn_dropout_replays_and_stays_quiet() -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# The benchmark's smoke run and the exports
+# The exports
 # ---------------------------------------------------------------------------------------
-
-
-def test_bench_bptt_quick(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    bench = load_script("bench_bptt", monkeypatch)
-    assert bench.main(["--quick", "--quiet", "--out", str(tmp_path)]) == 0
-    result = json.loads((tmp_path / "bptt.json").read_text())
-    assert result["quick"] is True and set(result["machine"]) >= {"nproc", "device"}
-    methods = {r["method"] for r in result["rows"]}
-    assert {"nn.LSTM", "checkpoint", "mbrnn store_all"} <= methods
-    assert any(m.startswith("mbrnn 5%") for m in methods)
-    for row in result["rows"]:
-        if row["status"] == "ok":
-            assert row["seconds"] > 0 and row["peak_bytes"] > 0 and row["rnn_bytes"] > 0
-            assert row["max_grad_diff"] <= 1e-4
-            assert row.get("within_budget", True), row  # a budget bounds rnn_bytes
-    assert "targets" in result
-    for png in ("bptt_memory_time.png", "bptt_time_vs_T.png"):
-        assert (tmp_path / png).read_bytes().startswith(b"\x89PNG")
 
 
 def test_public_exports() -> None:
