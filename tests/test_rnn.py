@@ -11,7 +11,6 @@ from rnn_helpers import CONFIGS, F64, _flat, _loss, _max_diff, _pair
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
-import mbrnn
 from mbrnn import GRU, LSTM, RNN, InfeasibleBudgetError
 from mbrnn.nn.rnn import RUN_COST_STEPS, FusedPlan
 from mbrnn.runtime import draw_base_seed, step_rng
@@ -513,13 +512,3 @@ def test_cudnn_dropout_replays_and_stays_quiet() -> None:
         y, _ = m(x)
         grads.append(torch.autograd.grad(y.sum(), list(m.parameters())))
     assert _max_diff(grads[0], grads[1]) <= 1e-5
-
-
-# ---------------------------------------------------------------------------------------
-# The exports
-# ---------------------------------------------------------------------------------------
-
-
-def test_public_exports() -> None:
-    assert mbrnn.LSTM is LSTM and mbrnn.nn.GRU is GRU and mbrnn.RNN is RNN
-    assert {"LSTM", "GRU", "RNN"} <= set(mbrnn.__all__)
