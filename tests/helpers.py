@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mbrnn.nn.cell import Cell
+from mbrnn.runtime.state import State, state_flatten
 
 
 @cache
@@ -120,6 +121,10 @@ class PeepholeLSTM(Cell[LSTMState]):
         o = torch.sigmoid(o + self.weight_peep[2] * c_next)
         h_next = o * torch.tanh(c_next)
         return h_next, (h_next, c_next)
+
+
+def leaves(state: State) -> list[Tensor]:
+    return state_flatten(state)[0]
 
 
 def load_script(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:

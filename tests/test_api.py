@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import mbrnn
-from mbrnn import LSTM, Recurrent
+from mbrnn import GRU, LSTM, RNN, Recurrent
 from mbrnn.nn.cells import LSTMCell
 from mbrnn.runtime.fit import Working
 from mbrnn.runtime.probe import FusedSizes, StepSizes
@@ -88,6 +88,13 @@ def test_public_names_are_exported() -> None:
         assert getattr(mbrnn, name) is not None
     assert mbrnn.Budget is mbrnn.budget.Budget
     assert callable(mbrnn.from_pretrained)
+
+
+def test_public_exports() -> None:
+    for name in mbrnn.__all__:
+        assert getattr(mbrnn, name) is not None
+    assert mbrnn.LSTM is LSTM and mbrnn.nn.GRU is GRU and mbrnn.RNN is RNN
+    assert {"LSTM", "GRU", "RNN"} <= set(mbrnn.__all__)
 
 
 def test_recurrent_and_lstm_plan_identically_for_identical_sizes(

@@ -1,8 +1,8 @@
-"""Tests for mbrnn.nn.cell (the Cell contract, state helpers) and mbrnn.nn.cells.
+"""Tests for mbrnn.nn.cell (the Cell contract) and mbrnn.nn.cells.
 
 One shared contract suite runs over every built-in cell, stacks of them, and a user cell
 written here the way the Cell docstring teaches; then torch.nn equivalence, per-cell
-behaviour and error messages.
+behaviour and error messages. The state helpers (mbrnn.runtime.state) are in test_state.py.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from torch.func import functional_call
 
 import mbrnn.nn.cell as cell_module
 import mbrnn.nn.cells as cells_module
-from mbrnn.nn.cell import Cell, State, StateSpec, state_flatten, state_map, state_unflatten
+from mbrnn.nn.cell import Cell, State, state_flatten, state_map, state_unflatten
 from mbrnn.nn.cells import GRUCell, LayerNormLSTMCell, LSTMCell, RNNCell, StackedCell
 
 F_IN, HID, BATCH = 5, 8, 3
 
 
-from helpers import PeepholeLSTM  # noqa: E402  (shared with test_recurrent)
+from helpers import PeepholeLSTM, leaves  # noqa: E402  (shared with test_recurrent)
 
 # name -> factory(input_size, hidden_size) -> Cell
 FACTORIES: dict[str, Callable[[int, int], Cell]] = {
@@ -61,10 +61,6 @@ def make(name: str, n: int = F_IN, h: int = HID, dtype: torch.dtype = torch.floa
 
 def random_state(cell: Cell, batch: int = BATCH) -> State:
     return state_map(torch.randn_like, cell.init_state(batch))
-
-
-def leaves(state: State) -> list[Tensor]:
-    return state_flatten(state)[0]
 
 
 def assert_states_equal(a: State, b: State) -> None:
@@ -434,49 +430,6 @@ def test_layer_norm_lstm_differs_from_lstm_and_is_scale_invariant() -> None:
     y_lstm_scaled, _ = lstm(x, state)
     assert (y_ln_scaled - y_ln).abs().max() < 1e-9
     assert (y_lstm_scaled - y_lstm).abs().max() > 1e-2
-
-
-# --------------------------------------------------------------------------------------
-# State helpers
-# --------------------------------------------------------------------------------------
-
-
-def test_state_flatten_unflatten_round_trip() -> None:
-    a, b, c = torch.zeros(2, 3), torch.ones(2, 4), torch.full((2, 5), 2.0)
-    state = ((a, b), c, (c,))
-    tensors, spec = state_flatten(state)
-    assert [t is u for t, u in zip(tensors, [a, b, c, c], strict=True)] == [True] * 4
-    assert str(spec) == "((Tensor, Tensor), Tensor, (Tensor,))"
-    assert spec.num_leaves == 4 and not spec.is_leaf
-    rebuilt = state_unflatten(tensors, spec)
-    assert isinstance(rebuilt, tuple) and isinstance(rebuilt[0], tuple)
-    assert rebuilt[0][1] is b and rebuilt[2][0] is c
-    t, leaf = state_flatten(a)
-    assert t == [a] and leaf == StateSpec() and leaf.is_leaf
-    assert state_unflatten([b], leaf) is b
-    assert hash(spec) == hash(state_flatten(((c, a), b, (a,)))[1])
-
-
-def test_state_helpers_errors() -> None:
-    h = torch.zeros(2, 3)
-    with pytest.raises(TypeError, match=r"state\[1\] is a list; .*use a tuple"):
-        state_flatten((h, [h, h]))  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"state\[0\]\[1\] is a int"):
-        state_flatten(((h, 3),))  # type: ignore[arg-type]
-    _, spec = state_flatten((h, h))
-    with pytest.raises(ValueError, match="got 3 tensors, but the structure"):
-        state_unflatten([h, h, h], spec)
-    with pytest.raises(ValueError, match=r"state 1 has structure \(Tensor,\)"):
-        state_map(torch.add, (h, h), (h,))
-
-
-def test_state_map() -> None:
-    s = (torch.ones(2, 3), (torch.full((2, 1), 3.0),))
-    doubled = state_map(lambda t: 2 * t, s)
-    assert torch.equal(leaves(doubled)[1], torch.full((2, 1), 6.0))
-    summed = state_map(torch.add, s, doubled)
-    assert torch.equal(leaves(summed)[0], torch.full((2, 3), 3.0))
-    assert state_flatten(summed)[1] == state_flatten(s)[1]
 
 
 # --------------------------------------------------------------------------------------

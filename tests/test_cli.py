@@ -1,8 +1,7 @@
-"""The ``mbrnn`` command line (plan, train, evaluate, sample) and the planner benchmark's smoke run."""
+"""The ``mbrnn`` command line (plan, train, evaluate, sample); scripts/ are in test_scripts.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -246,47 +245,6 @@ def test_plot_flag_unwritable(capsys: pytest.CaptureFixture[str], tmp_path: Path
     code, _, err = run(capsys, "plan", *SMALL, "--plot", str(tmp_path / "no" / "p.png"))
     assert code == 1
     assert_one_line_error(err, "cannot write --plot")
-
-
-# ---------------------------------------------------------------------------------------
-# The benchmark's smoke run
-# ---------------------------------------------------------------------------------------
-
-
-def test_bench_planner_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                             monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = importlib.util.spec_from_file_location("bench_planner",
-                                                  ROOT / "scripts" / "bench_planner.py")
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "bench_planner", bench)  # dataclasses look it up
-    spec.loader.exec_module(bench)
-    assert bench.main(["--quick", "--quiet", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "solve() seconds" in out and "hierarchical vs exact" in out
-    result = json.loads((tmp_path / "planner.json").read_text())
-    assert set(result) >= {"machine", "config", "timing", "gap", "total_seconds"}
-    assert set(result["machine"]) >= {"nproc", "cpu"}
-    assert result["quick"] is True
-    rows = result["timing"]
-    assert {r["policy"] for r in rows} == set(bench.POLICIES)
-    for row in rows:
-        assert set(row) >= {"T", "fraction", "budget", "alpha", "policy", "status",
-                            "solve_seconds", "emit_seconds", "replay_seconds",
-                            "forward_steps", "lower_bound"}
-        assert row["alpha"] == 4.0
-        if row["status"] == "ok":
-            assert row["solve_seconds"] >= 0
-            assert row["forward_steps"] >= row["lower_bound"]
-        else:
-            assert row["reason"]
-    assert any(r["status"] == "infeasible" for r in rows)  # store_all below 100 %
-    assert {r["leaf"] for r in result["gap"]} == {1024, 128}
-    for row in result["gap"]:
-        assert set(row) >= {"T", "budget", "policy", "leaf", "exact_C", "hierarchical_C",
-                            "gap_percent"}
-        assert row["exact_C"] <= row["hierarchical_C"] <= 1.02 * row["exact_C"]
-    assert (tmp_path / "planner.png").read_bytes().startswith(PNG_MAGIC)
 
 
 # ---------------------------------------------------------------------------------------

@@ -2,68 +2,25 @@
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from helpers import load_script
+from rnn_helpers import CONFIGS, F64, _flat, _loss, _max_diff, _pair
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
-import mbrnn
 from mbrnn import GRU, LSTM, RNN, InfeasibleBudgetError
-from mbrnn.nn import rnn as rnn_mod
 from mbrnn.nn.rnn import RUN_COST_STEPS, FusedPlan
-from mbrnn.plan import Forward, ForwardKeep
 from mbrnn.runtime import draw_base_seed, step_rng
-from mbrnn.runtime.fused import FusedSegment
 from mbrnn.runtime.memory import measure_peak
 
 ROOT = Path(__file__).resolve().parents[1]
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny calls on 2 cores
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Any:
-    """oneDNN's OpenMP threads spin on a shared 2-core machine: tiny calls go 100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-F64 = torch.float64
 POLICIES = ["auto", "msm", "ism", "hsm", "chen"]
-
-# name -> (our class, torch class, constructor keywords)
-CONFIGS: dict[str, tuple[Any, Any, dict[str, Any]]] = {
-    "lstm": (LSTM, nn.LSTM, {}),
-    "lstm3": (LSTM, nn.LSTM, {"num_layers": 3}),
-    "lstm_proj2": (LSTM, nn.LSTM, {"num_layers": 2, "proj_size": 3}),
-    "lstm_bi2": (LSTM, nn.LSTM, {"num_layers": 2, "bidirectional": True}),
-    "gru2": (GRU, nn.GRU, {"num_layers": 2}),
-    "gru_bi": (GRU, nn.GRU, {"bidirectional": True}),
-    "rnn_tanh": (RNN, nn.RNN, {}),
-    "rnn_relu_bi2": (RNN, nn.RNN, {"num_layers": 2, "nonlinearity": "relu",
-                                   "bidirectional": True}),
-}
-
-
-def _pair(name: str, F: int, H: int, dtype: torch.dtype = F64, **extra: Any):
-    ours, theirs, kw = CONFIGS[name]
-    ref = theirs(F, H, **kw, **extra).to(dtype)
-    return ours.from_torch(ref, memory_budget=1, policy="auto"), ref
-
-
-def _flat(state: Tensor | tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-    return state if isinstance(state, tuple) else (state,)
-
-
-def _loss(y: Tensor, state: Tensor | tuple[Tensor, ...], w: Tensor) -> Tensor:
-    """Every output step and every final state tensor get a distinct gradient."""
-    return (y * w).sum() + sum(((i + 2) * s.sin()).sum() for i, s in enumerate(_flat(state)))
 
 
 def _init_state(ref: nn.RNNBase, B: int, dtype: torch.dtype = F64) -> Any:
@@ -83,10 +40,6 @@ def _budgets(m: Any, T: int, B: int, packed: bool = False) -> list[int]:
     a = m._probe(0, B, torch.device("cpu"), F64, packed)[0].step.internal_bytes
     n = len(m._recurrences())
     return [low, low + n * 2 * a, low + n * 5 * a, low + n * (T + 4) * a]
-
-
-def _max_diff(a: Sequence[Tensor], b: Sequence[Tensor]) -> float:
-    return max((x - y).abs().max().item() for x, y in zip(a, b, strict=True))
 
 
 # ---------------------------------------------------------------------------------------
@@ -307,82 +260,8 @@ def test_bidirectional_dropout_is_the_same_for_every_budget() -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# Fused segments, the plain path, planning
+# The plain path, planning
 # ---------------------------------------------------------------------------------------
-
-
-def test_every_run_is_fused_calls_of_at_most_its_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A kept run is one call per ``keep_chunk`` steps, a sweep one per ``chunk`` steps:
-    never a loop per step (NOTE [ Kept runs in pieces ])."""
-    calls: list[int] = []
-    kernel = FusedSegment._kernel
-
-    def counting(self: Any, x: Tensor, *args: Any) -> Any:
-        calls.append(x.shape[0])
-        return kernel(self, x, *args)
-
-    monkeypatch.setattr(FusedSegment, "_kernel", counting)
-    torch.manual_seed(0)
-    T, B = 200, 2
-    m = LSTM(4, 8, num_layers=2, dtype=F64, memory_budget=1, policy="msm")
-    x = torch.randn(T, B, 4, dtype=F64)
-    store = m.plan_for(T, B, memory_budget=2**40)
-    # 20 %: at 10 % a sweep's share of the budget allows pieces of 2 steps for this tiny
-    # module, and the test is about calls per run and per piece
-    m.memory_budget = int(0.2 * store.predicted_peak)
-    fp = m.plan_for(T, B, input_requires_grad=False)  # x needs no gradient
-    assert fp.plans[0].plan.policy == "msm"
-    calls.clear()
-    y, _ = m(x)
-    assert m.last_plan == fp
-    y.sum().backward()
-    plan = fp.plans[0].plan
-    chunk, keep = fp.chunks[0], fp.keep_chunks[0]
-    expected = 0
-    for i, op in enumerate(plan.ops):
-        if isinstance(op, ForwardKeep):
-            expected += math.ceil((op.stop - op.start) / keep)
-        elif isinstance(op, Forward):
-            if i == 0:  # the executor runs step 1 alone first, to learn the output's shape
-                expected += 1 + math.ceil((op.stop - 1) / chunk)
-            else:
-                expected += math.ceil((op.stop - op.start) / chunk)
-    assert len(calls) == expected
-    assert len(calls) < plan.forward_steps / 4  # runs, not steps
-    assert sum(calls) == plan.forward_steps
-    m.memory_budget = 2**40
-    calls.clear()
-    m(x)[0].sum().backward()
-    assert calls == [T]  # store-all: the whole sequence in one call, as nn.LSTM
-
-
-def test_kept_runs_in_pieces_are_exact(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A kept run cut into 7-step calls (Pieces) gives torch's outputs and gradients."""
-    calls: list[int] = []
-    kernel = FusedSegment._kernel
-
-    def counting(self: Any, x: Tensor, *args: Any) -> Any:
-        if torch.is_grad_enabled():
-            calls.append(x.shape[0])
-        return kernel(self, x, *args)
-
-    monkeypatch.setattr(FusedSegment, "_kernel", counting)
-    monkeypatch.setattr(rnn_mod, "MAX_CHUNK", 7)
-    torch.manual_seed(0)
-    m, ref = _pair("lstm_proj2", 3, 5)
-    m.memory_budget, m.policy = 2**40, "store_all"
-    T, B = 30, 2
-    x = torch.randn(T, B, 3, dtype=F64, requires_grad=True)
-    w = torch.randn(T, B, 3, dtype=F64)
-    m.plan_for(T, B)  # the probe's own calls
-    calls.clear()
-    y, state = m(x)
-    assert m.last_plan is not None and m.last_plan.keep_chunks == (7,)
-    g = torch.autograd.grad(_loss(y, state, w), [x, *m.parameters()])
-    assert calls == [7, 7, 7, 7, 2]  # one kept run of 30 steps, in pieces
-    y_ref, state_ref = ref(x)
-    g_ref = torch.autograd.grad(_loss(y_ref, state_ref, w), [x, *ref.parameters()])
-    assert _max_diff([y, *_flat(state), *g], [y_ref, *_flat(state_ref), *g_ref]) <= 1e-10
 
 
 def test_no_budget_or_no_grad_is_torchs_forward() -> None:
@@ -633,31 +512,3 @@ def test_cudnn_dropout_replays_and_stays_quiet() -> None:
         y, _ = m(x)
         grads.append(torch.autograd.grad(y.sum(), list(m.parameters())))
     assert _max_diff(grads[0], grads[1]) <= 1e-5
-
-
-# ---------------------------------------------------------------------------------------
-# The benchmark's smoke run and the exports
-# ---------------------------------------------------------------------------------------
-
-
-def test_bench_bptt_quick(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    bench = load_script("bench_bptt", monkeypatch)
-    assert bench.main(["--quick", "--quiet", "--out", str(tmp_path)]) == 0
-    result = json.loads((tmp_path / "bptt.json").read_text())
-    assert result["quick"] is True and set(result["machine"]) >= {"nproc", "device"}
-    methods = {r["method"] for r in result["rows"]}
-    assert {"nn.LSTM", "checkpoint", "mbrnn store_all"} <= methods
-    assert any(m.startswith("mbrnn 5%") for m in methods)
-    for row in result["rows"]:
-        if row["status"] == "ok":
-            assert row["seconds"] > 0 and row["peak_bytes"] > 0 and row["rnn_bytes"] > 0
-            assert row["max_grad_diff"] <= 1e-4
-            assert row.get("within_budget", True), row  # a budget bounds rnn_bytes
-    assert "targets" in result
-    for png in ("bptt_memory_time.png", "bptt_time_vs_T.png"):
-        assert (tmp_path / png).read_bytes().startswith(b"\x89PNG")
-
-
-def test_public_exports() -> None:
-    assert mbrnn.LSTM is LSTM and mbrnn.nn.GRU is GRU and mbrnn.RNN is RNN
-    assert {"LSTM", "GRU", "RNN"} <= set(mbrnn.__all__)

@@ -1,4 +1,8 @@
-"""scripts/bench_runtime.py: the --quick smoke run, its JSON, and the time cap."""
+"""Smoke tests of scripts/: each benchmark's --quick run, its JSON and its plots.
+
+scripts/train.py, evaluate.py and sample.py are thin wrappers over ``mbrnn train`` etc.;
+test_cli.py runs those commands.
+"""
 
 from __future__ import annotations
 
@@ -13,27 +17,117 @@ from types import ModuleType
 
 import pytest
 import torch
+from helpers import load_script
+
+from mbrnn.nn.rnn import RUN_COST_STEPS
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 STATUSES = {"ok", "infeasible", "same_plan", "skipped"}
 
 
+# ---------------------------------------------------------------------------------------
+# scripts/bench_bptt.py
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("one_thread")  # main sets one thread on CPU and leaves it so
+def test_bench_bptt_quick(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = load_script("bench_bptt", monkeypatch)
+    assert bench.main(["--quick", "--quiet", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "bptt.json").read_text())
+    assert result["quick"] is True and set(result["machine"]) >= {"nproc", "device"}
+    methods = {r["method"] for r in result["rows"]}
+    assert {"nn.LSTM", "checkpoint", "mbrnn store_all"} <= methods
+    assert any(m.startswith("mbrnn 5%") for m in methods)
+    for row in result["rows"]:
+        if row["status"] == "ok":
+            assert row["seconds"] > 0 and row["peak_bytes"] > 0 and row["rnn_bytes"] > 0
+            assert row["max_grad_diff"] <= 1e-4
+            assert row.get("within_budget", True), row  # a budget bounds rnn_bytes
+    assert "targets" in result
+    for png in ("bptt_memory_time.png", "bptt_time_vs_T.png"):
+        assert (tmp_path / png).read_bytes().startswith(b"\x89PNG")
+
+
+# ---------------------------------------------------------------------------------------
+# scripts/bench_calls.py
+# ---------------------------------------------------------------------------------------
+
+
+def test_bench_calls_quick_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = load_script("bench_calls", monkeypatch)
+    threads = torch.get_num_threads()
+    try:
+        assert bench.main(["--quick", "--out", str(tmp_path)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    result = json.loads((tmp_path / "calls.json").read_text())
+    assert result["run_cost_steps"] == RUN_COST_STEPS
+    (row,) = result["calls"]
+    assert (row["B"], row["H"], row["long"]) == (4, 16, 8)
+    assert row["step_seconds_1"] > 0 and row["step_seconds_long"] > 0
+    assert row["call_cost_steps"] == pytest.approx(
+        (row["step_seconds_1"] - row["step_seconds_long"]) / row["step_seconds_long"])
+    ph = result["phases"]
+    assert ph["T"] == 20 and ph["forward_no_grad"] > 0 and ph["forward_backward"] > 0
+    assert (tmp_path / "calls.png").read_bytes().startswith(b"\x89PNG")
+
+
+# ---------------------------------------------------------------------------------------
+# scripts/bench_planner.py
+# ---------------------------------------------------------------------------------------
+
+
+def test_bench_planner_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = importlib.util.spec_from_file_location("bench_planner",
+                                                  ROOT / "scripts" / "bench_planner.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_planner", bench)  # dataclasses look it up
+    spec.loader.exec_module(bench)
+    assert bench.main(["--quick", "--quiet", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "solve() seconds" in out and "hierarchical vs exact" in out
+    result = json.loads((tmp_path / "planner.json").read_text())
+    assert set(result) >= {"machine", "config", "timing", "gap", "total_seconds"}
+    assert set(result["machine"]) >= {"nproc", "cpu"}
+    assert result["quick"] is True
+    rows = result["timing"]
+    assert {r["policy"] for r in rows} == set(bench.POLICIES)
+    for row in rows:
+        assert set(row) >= {"T", "fraction", "budget", "alpha", "policy", "status",
+                            "solve_seconds", "emit_seconds", "replay_seconds",
+                            "forward_steps", "lower_bound"}
+        assert row["alpha"] == 4.0
+        if row["status"] == "ok":
+            assert row["solve_seconds"] >= 0
+            assert row["forward_steps"] >= row["lower_bound"]
+        else:
+            assert row["reason"]
+    assert any(r["status"] == "infeasible" for r in rows)  # store_all below 100 %
+    assert {r["leaf"] for r in result["gap"]} == {1024, 128}
+    for row in result["gap"]:
+        assert set(row) >= {"T", "budget", "policy", "leaf", "exact_C", "hierarchical_C",
+                            "gap_percent"}
+        assert row["exact_C"] <= row["hierarchical_C"] <= 1.02 * row["exact_C"]
+    assert (tmp_path / "planner.png").read_bytes().startswith(PNG_MAGIC)
+
+
+# ---------------------------------------------------------------------------------------
+# scripts/bench_runtime.py: the --quick run, its JSON, and the time cap
+# ---------------------------------------------------------------------------------------
+
+
 @pytest.fixture(scope="module")
 def bench() -> Iterator[ModuleType]:
-    spec = importlib.util.spec_from_file_location("bench_runtime",
-                                                  ROOT / "scripts" / "bench_runtime.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_runtime"] = module  # dataclasses look it up
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop("bench_runtime", None)
+    """scripts/bench_runtime.py, once for its tests (dataclasses look it up in sys.modules)."""
+    with pytest.MonkeyPatch.context() as mp:
+        yield load_script("bench_runtime", mp)
 
 
-def test_quick_run(bench: ModuleType, tmp_path: Path,
+def test_bench_runtime_quick_run(bench: ModuleType, tmp_path: Path,
                    capsys: pytest.CaptureFixture[str]) -> None:
     cfg = bench.QUICK
     threads = torch.get_num_threads()
