@@ -13,6 +13,7 @@ import mbrnn
 from mbrnn import LSTM, Cell, Recurrent
 from mbrnn.nn import recurrent as recurrent_mod
 from mbrnn.nn import rnn as rnn_mod
+from mbrnn.nn.rnn import RUN_COST_STEPS
 from mbrnn.plan.buckets import bucket_length
 from mbrnn.runtime.fit import Working
 
@@ -138,7 +139,7 @@ def _recurrent(hidden: int, out: int) -> Recurrent:
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(T=st.sampled_from([40, 300, 1100]), frac=st.floats(0.0, 0.6),
+@given(T=st.sampled_from([40, 300, 400, 1100]), frac=st.floats(0.0, 0.6),
        layers=st.sampled_from([1, 2]))
 def test_msm_and_auto_never_cost_more_than_hsm_through_the_fused_modules(
         T: int, frac: float, layers: int) -> None:
@@ -146,12 +147,16 @@ def test_msm_and_auto_never_cost_more_than_hsm_through_the_fused_modules(
     low = m.minimum_budget(T, 4)
     high = m.plan_for(T, 4, memory_budget=None).predicted_peak
     budget = int(low + frac * (high - low))
-    costs = {}
+    costs, ranks = {}, {}
     for policy in ("hsm", "msm", "auto"):
         m.policy = policy
-        costs[policy] = m.plan_for(T, 4, memory_budget=budget).forward_steps
+        fp = m.plan_for(T, 4, memory_budget=budget)
+        costs[policy] = fp.forward_steps
+        ranks[policy] = fp.forward_steps + RUN_COST_STEPS * fp.runs
     m.policy = "auto"
-    assert costs["msm"] <= costs["hsm"] and costs["auto"] <= costs["hsm"], costs
+    # msm never costs more steps than hsm; auto ranks by steps plus a fused call's cost,
+    # so it is never worse than hsm by that measure (it may trade steps for calls)
+    assert costs["msm"] <= costs["hsm"] and ranks["auto"] <= ranks["hsm"], (costs, ranks)
 
 
 _FUSED: dict[int, LSTM] = {}

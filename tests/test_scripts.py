@@ -227,3 +227,22 @@ def test_prediction_adds_a_forward_step_per_recomputed_step(bench: ModuleType) -
     assert bench.predict_seconds(2.0, 0.01, 100, 350) == pytest.approx(4.5)
     cfg = replace(bench.QUICK, repeats=5, warmup=1)
     assert bench.point_seconds(1.5, cfg) == pytest.approx(1.5 * 8)
+
+
+# ---------------------------------------------------------------------------------------
+# scripts/bench_planning.py
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("one_thread")  # main sets one thread on CPU and leaves it so
+def test_bench_planning_quick(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = load_script("bench_planning", monkeypatch)
+    assert bench.main(["--quick", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "planning.json").read_text())
+    assert {r["T"] for r in result["first_call"]} == {50, 200}
+    assert all(r["first_s"] >= 0 and r["warm_s"] > 0 for r in result["first_call"])
+    assert {r["policy"] for r in result["solve"]} == {"msm", "hsm", "auto"}
+    v = result["variable"]
+    assert v["within_budget"] and len(v["lengths"]) == 4 == len(v["predicted_peaks"])
+    assert max(v["predicted_peaks"]) <= v["budget"] and v["bucket_loss_max"] >= 0
+    assert (tmp_path / "planning.png").read_bytes()[:8] == PNG_MAGIC
