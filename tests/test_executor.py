@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from mbrnn.errors import InfeasibleBudgetError, RecomputeMismatchError
 from mbrnn.plan import Chain, solve
 from mbrnn.runtime import draw_base_seed, run_plan, step_rng
+from mbrnn.runtime.memory import measure_peak
 
 POLICIES = ["store_all", "recompute_all", "chen", "hsm", "ism", "msm", "auto"]
 
@@ -189,6 +190,32 @@ def test_no_output_gradient_only_final_state() -> None:
     g = _grads(st[1].sum(), params)
     for a, b in zip(g, g_ref, strict=True):
         assert (a - b).abs().max() <= 1e-12
+
+
+def test_outputs_false_keeps_no_sequence_and_gives_the_same_gradients() -> None:
+    """A caller that needs the final state alone (a classifier): no (T, B, H) output is
+    allocated or kept, and the gradients are plain autograd's."""
+    torch.manual_seed(6)
+    T = 40
+    cell = nn.LSTMCell(3, 16).double()
+    step = _lstm_step(cell)
+    x = torch.randn(T, 8, 3, dtype=torch.float64, requires_grad=True)
+    s0 = (torch.zeros(8, 16, dtype=torch.float64), torch.zeros(8, 16, dtype=torch.float64))
+    params = [x, *cell.parameters()]
+    _, st_ref = _reference(step, x, s0, list(cell.parameters()), 0, rng=False)
+    g_ref = _grads(st_ref[0].sum(), params)
+    plan = solve(Chain(T, 1.0, 3.0), 12.0, "msm")
+    peaks = {}
+    for outputs in (True, False):
+        def run(outputs: bool = outputs) -> list[Tensor]:
+            y, st, _ = run_plan(step, x, s0, list(cell.parameters()), plan, outputs=outputs)
+            assert y.shape == ((T, 8, 16) if outputs else (T, 8, 0))
+            return _grads(st[0].sum(), params)
+        g: list[Tensor] = []
+        peaks[outputs] = measure_peak(lambda run=run, g=g: g.extend(run()))
+        for a, b in zip(g, g_ref, strict=True):
+            assert (a - b).abs().max() <= 1e-12
+    assert peaks[True] - peaks[False] >= T * 8 * 16 * 8  # the (T, B, H) output, float64
 
 
 def test_param_grads_accumulate_through_hooks() -> None:

@@ -71,6 +71,20 @@ def simulate_ops(ops: Iterable[Op], chain: Chain) -> Simulation:
     kept_steps = 0
     live_calls = 0
     run_inputs: set[int] = set()  # starts of kept runs whose start state autograd holds
+    holders = {0: 1}  # state -> how many of (kept hidden, a run's input) hold it
+    states = 1  # |hidden | run_inputs|, kept as the counts change (a union per op is slow)
+
+    def hold(p: int) -> None:
+        nonlocal states
+        holders[p] = holders.get(p, 0) + 1
+        states += holders[p] == 1
+
+    def release(p: int) -> None:
+        nonlocal states
+        holders[p] -= 1
+        if holders[p] == 0:
+            del holders[p]
+            states -= 1
     cursor: int | None = 0
     frontier = T  # next step to back-propagate
     first_sweep_end = 0
@@ -88,7 +102,7 @@ def simulate_ops(ops: Iterable[Op], chain: Chain) -> Simulation:
 
     def held() -> float:
         counted = kept_steps - (1 if run_at(frontier) is not None else 0)
-        return s * len(hidden | run_inputs) + a * counted + r * live_calls
+        return s * states + a * counted + r * live_calls
 
     for op in ops:
         n += 1
@@ -112,6 +126,7 @@ def simulate_ops(ops: Iterable[Op], chain: Chain) -> Simulation:
                     raise PlanError(f"op {n} {op}: internal state {first} is already kept")
                 if not inside:  # the run holds its start state, even once it is freed
                     run_inputs.add(start)
+                    hold(start)
                 starts.insert(i, start)
                 stop_of[start] = stop
                 kept_steps += stop - start
@@ -128,10 +143,12 @@ def simulate_ops(ops: Iterable[Op], chain: Chain) -> Simulation:
             if op.index in hidden:
                 raise PlanError(f"op {n} {op}: h[{op.index}] is already kept")
             hidden.add(op.index)
+            hold(op.index)
         elif isinstance(op, FreeHidden):
             if op.index == 0 or op.index not in hidden:
                 raise PlanError(f"op {n} {op}: h[{op.index}] is not a kept checkpoint")
             hidden.discard(op.index)
+            release(op.index)
         elif isinstance(op, Backward):
             start, stop = op.start, op.stop
             if stop != frontier or not 0 <= start < stop:
@@ -161,7 +178,9 @@ def simulate_ops(ops: Iterable[Op], chain: Chain) -> Simulation:
                 live_calls -= chain.calls(stop_of[b] - b)
                 del stop_of[b]
                 starts.remove(b)
-                run_inputs.discard(b)
+                if b in run_inputs:
+                    run_inputs.discard(b)
+                    release(b)
             frontier = start
             cursor = None
         else:

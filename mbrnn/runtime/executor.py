@@ -118,6 +118,8 @@ class Segment:
     return ``None`` for ``ys``; with ``keep_y=False`` (a re-run sweep) nobody needs the
     outputs and it may return ``None`` too. ``seed(t)``, when given, seeds the generators for step
     ``t``; ``check(t, y_t, state_t)`` is called for steps whose metadata it can check.
+    ``first_pass`` says the executor's first sweep runs these steps (each step once, in
+    order): work done once per step, such as a readout's gradient, belongs there.
     Subclasses must be deterministic functions of (x, state, parameters, seeds).
     ``run_cost_steps`` is what a call costs beside its steps, in forward steps: what
     :func:`~mbrnn.runtime.fit.fit`'s ``auto`` charges per run (0 for a per-step loop).
@@ -135,6 +137,7 @@ class Segment:
         keep_y: bool,
         seed: SeedFn | None,
         check: CheckFn | None,
+        first_pass: bool = False,
     ) -> tuple[Tensor | list[Tensor] | None, tuple[Tensor, ...]]:
         raise NotImplementedError
 
@@ -145,7 +148,7 @@ class StepSegment(Segment):
     def __init__(self, step: StepFn) -> None:
         self.step = step
 
-    def run(self, t0, x, state, *, out, keep_y, seed, check):  # type: ignore[override]
+    def run(self, t0, x, state, *, out, keep_y, seed, check, first_pass=False):  # type: ignore[override]
         ys: list[Tensor] = []
         # unbind, not x[i]: its backward is one stack, not a full-size gradient per step
         for i, x_t in enumerate(x.unbind(0)):
@@ -176,6 +179,7 @@ class _Execution:
         graph_params: tuple[Tensor, ...],
         preserve_rng_state: bool,
         check_recompute: bool,
+        outputs: bool = True,
     ) -> None:
         self.segment = segment
         self.plan = plan
@@ -201,6 +205,7 @@ class _Execution:
         self.first_pass = True
         self.y: Tensor | None = None
         self.consumed = False
+        self.outputs = outputs  # False: the caller needs the final state alone
 
     # --- running a segment ---------------------------------------------------------------
 
@@ -227,7 +232,7 @@ class _Execution:
         self, start: int, stop: int, x: Tensor, state: tuple[Tensor, ...], keep: bool
     ) -> tuple[Tensor | list[Tensor] | None, tuple[Tensor, ...]]:
         out = None
-        if self.first_pass and not keep:
+        if self.first_pass and not keep and self.outputs:
             if self.y is None:
                 return self._run_first_step(start, stop, x, state)
             out = self.y[start:stop]
@@ -235,12 +240,13 @@ class _Execution:
         ctx = torch.autocast(dev, dtype=dtype) if enabled else contextlib.nullcontext()
         with ctx:  # as in the first pass; autograd.grad itself runs outside autocast
             ys, new = self.segment.run(
-                start, x, state, out=out, keep_y=keep,
+                start, x, state, out=out, keep_y=keep and self.outputs,
                 seed=self._seed if self.preserve_rng else None,
                 check=self._check if self.check else None,
+                first_pass=self.first_pass,
             )
         self.stats.forward_steps += stop - start
-        if self.first_pass and keep:
+        if self.first_pass and keep and self.outputs:
             self._store_y(start, ys)
         return ys, new
 
@@ -296,9 +302,11 @@ class _Execution:
         x = self.x[op.start : op.stop]
         x_leaf = x.detach().requires_grad_() if self.need_x_grad else None
         with torch.enable_grad():
-            ys, state = self._run(op.start, op.stop, x if x_leaf is None else x_leaf, leaf, keep=True)
-        assert ys is not None
-        self.runs[op.stop] = _Run(op.start, op.stop, leaf, x_leaf, ys, state)
+            ys, state = self._run(op.start, op.stop, x if x_leaf is None else x_leaf, leaf,
+                                  keep=True)
+        assert ys is not None or not self.outputs
+        self.runs[op.stop] = _Run(op.start, op.stop, leaf, x_leaf, [] if ys is None else ys,
+                                  state)
         self.stats.runs += 1
         self.cursor = (op.stop, tuple(s.detach() for s in state))
 
@@ -334,7 +342,10 @@ class _Execution:
         if self.pending is None:
             raise PlanError("the plan has no Backward op")
         self.first_pass = False
-        assert self.cursor is not None and self.cursor[0] == self.T and self.y is not None
+        assert self.cursor is not None and self.cursor[0] == self.T
+        if not self.outputs:  # a placeholder: nobody reads the outputs
+            return self.x.new_empty((self.T, self.x.shape[1], 0)), self.cursor[1]
+        assert self.y is not None
         return self.y, self.cursor[1]
 
     def backward_sweep(
@@ -491,6 +502,7 @@ def run_plan(
     graph_params: Sequence[Tensor] | None = None,
     preserve_rng_state: bool = True,
     check_recompute: bool = True,
+    outputs: bool = True,
 ) -> tuple[Tensor, tuple[Tensor, ...], ExecStats]:
     """Run ``step`` over ``x`` (T, B, F) from ``state0`` following ``plan``.
 
@@ -505,6 +517,9 @@ def run_plan(
             themselves: detached aliases (``p.detach().requires_grad_()``), so that tensor
             hooks on ``params`` fire once per backward, as with plain autograd, rather than
             inside the executor's internal ``autograd.grad`` calls.
+        outputs: ``False`` when the caller needs the final state alone (a classifier):
+            no ``(T, B, H)`` output is allocated or kept, and ``y`` is a ``(T, B, 0)``
+            placeholder.
 
     Returns:
         ``(y, final_state, stats)``: ``y`` is (T, B, H), ``stats`` is filled in as the
@@ -530,6 +545,7 @@ def run_plan(
         graph_params=gparams,
         preserve_rng_state=preserve_rng_state,
         check_recompute=check_recompute,
+        outputs=outputs,
     )
     y, *state = _BudgetedBPTT.apply(ex, x, *state0, *params)
     return y, tuple(state), ex.stats

@@ -104,6 +104,7 @@ class FusedSegment(Segment):
         lengths: Tensor | None = None,
         force_packed: bool = False,
         quiet: bool = False,
+        layer_masks: Sequence[Tensor] | None = None,
     ) -> None:
         self.mode = mode
         self.weights = [list(w) for w in weights]
@@ -121,6 +122,13 @@ class FusedSegment(Segment):
             self.active = (lengths.unsqueeze(0) > steps).sum(1).tolist()
         self.force_packed = force_packed
         self.quiet = quiet
+        # locked (variational) dropout: one (B, H) mask per gap between layers, the same at
+        # every step, so recomputation needs no replay (Gal & Ghahramani, 2016)
+        self.layer_masks = list(layer_masks) if layer_masks is not None else None
+        if self.layer_masks is not None and len(self.layer_masks) != self.num_layers - 1:
+            raise ValueError(f"FusedSegment: {len(self.layer_masks)} layer masks for "
+                             f"{self.num_layers} layers; give one per gap between layers")
+        self.first_pass = False  # set by run(): whether the executor's first sweep runs it
 
     # --- one kernel call -----------------------------------------------------------------
 
@@ -164,8 +172,11 @@ class FusedSegment(Segment):
         return m.mul_(1.0 / keep) if keep > 0 else m.zero_()
 
     def _piece(
-        self, t0: int, x: Tensor, state: tuple[Tensor, ...], seed: SeedFn | None
+        self, t0: int, x: Tensor, state: tuple[Tensor, ...], seed: SeedFn | None,
+        need_y: bool = True,
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """One call (or one per layer) over steps ``t0+1 .. t0+L``. ``need_y=False`` says
+        nobody reads the outputs (a re-run sweep); a subclass may skip work for them."""
         L, B = x.shape[0], x.shape[1]
         k, lens = B, None
         if self.active is not None and self.lengths is not None:
@@ -175,6 +186,8 @@ class FusedSegment(Segment):
         xk = x if k == B else x[:, :k]
         sk = state if k == B else tuple(s[:, :k].contiguous() for s in state)
         masks = self._masks(t0, L, B, x, seed)
+        if masks is None and self.layer_masks is not None:
+            masks = torch.stack(self.layer_masks, 0).unsqueeze(0).expand(L, -1, -1, -1)
         bs = None
         if lens is not None:
             packed = pack_padded_sequence(xk, lens, enforce_sorted=True)
@@ -211,14 +224,16 @@ class FusedSegment(Segment):
         keep_y: bool,
         seed: SeedFn | None,
         check: CheckFn | None,
+        first_pass: bool = False,
     ) -> tuple[Tensor | list[Tensor] | None, tuple[Tensor, ...]]:
         L = x.shape[0]
+        self.first_pass = first_pass
         step = max(1, self.keep_chunk if torch.is_grad_enabled() else self.chunk)
         ys: list[Tensor] = []
         y: Tensor | None = None
         for i in range(0, L, step):
             j = min(L, i + step)
-            y, state = self._piece(t0 + i, x[i:j], state, seed)
+            y, state = self._piece(t0 + i, x[i:j], state, seed, out is not None or keep_y)
             if out is not None:
                 out[i:j].copy_(y.detach())
             elif keep_y:
