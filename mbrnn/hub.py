@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, save_model
 from torch import nn
 
 from ._io import atomic_write, atomic_write_text
@@ -186,6 +186,26 @@ def load_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def load_weights(model: nn.Module, weights: Path, *, device: str = "cpu") -> None:
+    """Load ``model.safetensors`` into ``model``, strictly: every tensor the model has (a
+    weight shared by two names, such as a tied decoder, once), nothing else. The model's
+    own load hooks run, so older files load (a renamed key, a shared weight saved under
+    the other name)."""
+    state = load_file(str(weights), device=device)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    shared: dict[int, list[str]] = {}  # storage -> every name of a shared tensor
+    for name, tensor in model.state_dict().items():
+        shared.setdefault(tensor.untyped_storage().data_ptr(), []).append(name)
+    loaded = set(model.state_dict()) - set(missing)
+    missing = [k for k in missing if not any(
+        alias in loaded for alias in shared[model.state_dict()[k].untyped_storage().data_ptr()])]
+    if missing or unexpected:
+        # RuntimeError, as torch's strict load_state_dict raises for the same mismatch
+        raise RuntimeError(f"from_pretrained: {weights} does not fit a {type(model).__name__} "
+                           f"of this config: Missing key(s) {sorted(missing)}, unexpected "
+                           f"key(s) {sorted(unexpected)}")
+
+
 def from_pretrained(name_or_path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu",
                     revision: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
                     force_download: bool = False, token: str | bool | None = None,
@@ -222,9 +242,7 @@ def from_pretrained(name_or_path: str | os.PathLike[str], *, map_location: str |
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise FileNotFoundError(f"from_pretrained: no {WEIGHTS_FILE} in {folder}")
-    missing, unexpected = load_model(model, weights, strict=True, device=str(map_location))
-    if missing or unexpected:  # strict=True raises first; kept as a guard
-        raise ValueError(f"from_pretrained: {weights}: missing {missing}, unexpected {unexpected}")
+    load_weights(model, weights, device=str(map_location))
     model.to(map_location)
     model.eval()
     model.pretrained_info = extra  # pyright: ignore[reportAttributeAccessIssue]

@@ -37,7 +37,7 @@ def test_round_trip_language_model(tmp_path: Path) -> None:
     loaded = from_pretrained(str(folder))
     assert isinstance(loaded, LanguageModel) and not loaded.training
     assert loaded.vocab == model.vocab and loaded.pretrained_info == {"note": "x"}
-    assert loaded.cell.decoder.weight is loaded.cell.embedding.weight  # still tied
+    assert loaded.decoder.weight is loaded.embedding.weight  # still tied
     for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
 

@@ -7,14 +7,12 @@ Pretrained weights live in ``models/<name>/`` at the repository root; load them 
 from __future__ import annotations
 
 from .language_model import LanguageModel as LanguageModel
-from .language_model import LanguageModelCell as LanguageModelCell
 from .language_model import LanguageModelConfig as LanguageModelConfig
 from .sequence_classifier import SequenceClassifier as SequenceClassifier
 from .sequence_classifier import SequenceClassifierConfig as SequenceClassifierConfig
 
 __all__ = [
     "LanguageModel",
-    "LanguageModelCell",
     "LanguageModelConfig",
     "SequenceClassifier",
     "SequenceClassifierConfig",

@@ -1,58 +1,77 @@
-r"""A recurrent language model whose training memory is bounded by a budget.
+r"""A recurrent language model trained with exact BPTT on fused kernels, within a budget.
 
 ``embedding -> stacked LSTM or GRU -> decoder`` (tied to the embedding when the sizes
-match), with the regularisers of Merity et al., "Regularizing and Optimizing LSTM
-Language Models" (2017): embedding dropout, variational ("locked") dropout between
-layers (Gal & Ghahramani, 2016) and optional weight dropout on the hidden-to-hidden
-weights. Back-propagation through time runs under a memory budget (Gruslys et al.,
-"Memory-Efficient Backpropagation Through Time", NeurIPS 2016).
+match), or an adaptive softmax (Grave et al., "Efficient softmax approximation for GPUs",
+2017) for large vocabularies, with the regularisers of Merity et al., "Regularizing and
+Optimizing LSTM Language Models" (2017): embedding dropout, locked (variational) dropout
+(Gal & Ghahramani, 2016) and weight dropout on the hidden-to-hidden weights.
+Back-propagation through time runs under ``memory_budget`` (Gruslys et al.,
+"Memory-Efficient Backpropagation Through Time", NeurIPS 2016) on the fused multi-step
+kernels ``nn.LSTM`` uses.
 
-NOTE [ The loss inside the recurrence ]
-A language model's largest activation is not the recurrent state but the output
-projection: (T, B, vocab) logits and their softmax. With targets, :class:`LanguageModel`
-runs :class:`LanguageModelCell` through :class:`~mbrnn.nn.Recurrent`: one step embeds the
-token ids of step t, runs the stack, projects to the vocabulary and returns the
-per-example cross-entropy as ``y`` of shape (B, 1). The input is the ids and the targets
-stacked as a (T, B, 2) long tensor. The executor keeps or recomputes a step's logits
-like any other internal tensor, so the (T, B, vocab) logits are never all held at once
-and the planner's budget covers them.
+NOTE [ The readout inside the budget ]
+A language model's largest activations are not its recurrent states but its readout:
+``(T, B, vocab)`` logits and their softmax. The budgeted path runs embedding, layers and
+readout inside one :class:`~mbrnn.runtime.executor.Segment` (:class:`_LMSegment`), whose
+per-step output is the per-example loss, so no ``(T, B, vocab)`` tensor, nor the
+``(T, B, E)`` embeddings or ``(T, B, H)`` outputs, is ever held whole. Two ways to
+back-propagate the readout, chosen per call:
 
-NOTE [ Dropout masks under recomputation ]
-The executor re-runs steps during the backward pass and replays each step's RNG (seeded
-per step), so anything drawn inside a step is reproduced exactly. Per-step draws are used
-for embedding dropout (a whole token embedding is dropped, independently per position)
-and weight dropout (a DropConnect mask on ``weight_hh``, redrawn every step; Merity et
-al. draw one per sequence). Locked dropout needs one mask per sequence, the same at every
-step, which a per-step seed cannot give; those masks are drawn once per call and carried
-in the recurrent state as bool tensors, so every checkpointed state holds them and a
-recomputed step sees exactly the masks of its first run. They cost ``B * (E + L * H)``
-bytes per checkpoint.
+- *eager* (when a ``(T, B, H)`` gradient fits a quarter of the budget: word-level
+  models): the first sweep, which computes every step once, also computes each step's
+  readout gradient, ``d loss_t / d y_t`` and the readout parameters' share, a few steps
+  at a time. The kept runs then carry ``y_t * g_t`` (its gradient is ``g_t``) instead of
+  the readout, so the readout runs forward and backward once per step, as plain
+  autograd's does, whatever the plan recomputes. The readout parameters' gradient is
+  handed back when the loss is back-propagated (:class:`_ReadoutGrad`). Exact because
+  the loss is a mean: the gradient reaching every step's loss is the same number.
+- *graph* (long windows of small vocabularies: character models): the readout is part
+  of each kept run's graph, like any step's internal state; the probe measures it and
+  the planner budgets it.
+
+Masks are drawn once per call from the global RNG, before the recurrence runs: locked
+dropout (one ``(B, size)`` mask per sequence on the embeddings, between layers and
+before the readout), embedding dropout (whole words of the vocabulary, the same for the
+whole batch, as AWD-LSTM's ``embedded_dropout``), and weight dropout (DropConnect on
+``weight_hh``). A recomputed step uses exactly the masks of its first run, and needs no
+RNG replay.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..nn.cell import Cell, State
-from ..nn.cells import GRUCell, LSTMCell
-from ..nn.recurrent import Recurrent
+from ..budget import Budget, BudgetLike, resolve_budget
+from ..errors import InfeasibleBudgetError
+from ..nn.rnn import GRU, LSTM
+from ..plan.buckets import BUCKET_RATIO
+from ..runtime.executor import run_plan
+from ..runtime.fit import RecurrencePlan, Working, fit
+from ..runtime.fused import MAX_CHUNK, RUN_COST_STEPS, FusedSegment
+from ..runtime.memory import MemoryMeter
+from ..runtime.probe import FusedSizes, chain_for, measure_working, probe_fused
+from ..sizes import format_size
 
-__all__ = ["LanguageModel", "LanguageModelCell", "LanguageModelConfig"]
+__all__ = ["LanguageModel", "LanguageModelConfig"]
 
 CELLS = ("lstm", "gru")
 LEVELS = ("word", "char", "byte")
+READOUTS = ("auto", "eager", "graph")
 
 
 def _check_type(owner: str, name: str, value: object, kind: type | tuple[type, ...]) -> None:
     if isinstance(value, bool) and kind in (int, float, (int, float)):
         raise TypeError(f"{owner}: {name} must be {getattr(kind, '__name__', kind)}, got bool")
     if not isinstance(value, kind):
-        raise TypeError(f"{owner}: {name} must be {getattr(kind, '__name__', kind)}, got {type(value).__name__}")
+        raise TypeError(f"{owner}: {name} must be {getattr(kind, '__name__', kind)}, got "
+                        f"{type(value).__name__}")
 
 
 @dataclass
@@ -64,15 +83,20 @@ class LanguageModelConfig:
         level: ``"word"``, ``"char"`` or ``"byte"``: recorded for evaluation (ppl or bpc).
         cell: ``"lstm"`` or ``"gru"``.
         embedding_size, hidden_size, num_layers: the sizes.
-        dropout: locked dropout on the embedding output, between layers and before the
-            decoder (one mask per sequence).
-        embedding_dropout: drops whole token embeddings.
-        weight_dropout: DropConnect on the hidden-to-hidden weights.
+        dropout: locked dropout on the embeddings, between layers and before the readout
+            (one mask per sequence).
+        embedding_dropout: drops whole words of the vocabulary (AWD-LSTM).
+        weight_dropout: DropConnect on the hidden-to-hidden weights, drawn per call.
         tie_weights: share the decoder's weight with the embedding when
-            ``embedding_size == hidden_size``.
-        memory_budget: budget for training BPTT (``None``: keep everything); a size in
-            bytes or a string like ``"64MiB"``.
+            ``embedding_size == hidden_size`` (not with an adaptive softmax).
+        adaptive_cutoffs: the adaptive softmax's cluster cutoffs, e.g. ``[2000, 10000]``
+            (``[]``: a full softmax); ``adaptive_div_value``: its size ratio.
+        memory_budget: budget of a training step's BPTT (``None``: plain autograd): an
+            int in bytes, a size such as ``"64MiB"``, ``"auto"`` or ``"10%"``.
         policy: the planner policy (``"auto"``).
+        readout: how the budgeted path back-propagates the readout: ``"eager"``,
+            ``"graph"`` or ``"auto"`` (eager where it fits): NOTE [ The readout inside
+            the budget ].
     """
 
     model_type: ClassVar[str] = "language_model"
@@ -89,6 +113,9 @@ class LanguageModelConfig:
     tie_weights: bool = True
     memory_budget: int | str | None = None
     policy: str = "auto"
+    adaptive_cutoffs: list[int] = field(default_factory=list)
+    adaptive_div_value: float = 4.0
+    readout: str = "auto"
 
     def __post_init__(self) -> None:
         owner = "LanguageModelConfig"
@@ -108,13 +135,29 @@ class LanguageModelConfig:
         if self.level not in LEVELS:
             raise ValueError(f"{owner}: level must be one of {LEVELS}, got {self.level!r}")
         _check_type(owner, "tie_weights", self.tie_weights, bool)
-        if self.memory_budget is not None:
-            _check_type(owner, "memory_budget", self.memory_budget, (int, str))
+        Budget.parse(self.memory_budget, name=f"{owner}: memory_budget")
+        cut = self.adaptive_cutoffs
+        if not isinstance(cut, list) or not all(
+                isinstance(c, int) and not isinstance(c, bool) for c in cut):
+            raise TypeError(f"{owner}: adaptive_cutoffs must be a list of ints, got {cut!r}")
+        if cut and (sorted(set(cut)) != cut or cut[0] < 1 or cut[-1] >= self.vocab_size):
+            raise ValueError(f"{owner}: adaptive_cutoffs={cut} must increase strictly from >= 1 "
+                             f"to below vocab_size={self.vocab_size}, e.g. [2000, 10000]")
+        if self.readout not in READOUTS:
+            raise ValueError(f"{owner}: readout must be one of {READOUTS}, got {self.readout!r}")
+        _check_type(owner, "adaptive_div_value", self.adaptive_div_value, (int, float))
+        if not self.adaptive_div_value > 0:
+            raise ValueError(f"{owner}: adaptive_div_value must be > 0, "
+                             f"got {self.adaptive_div_value}")
+
+    @property
+    def adaptive(self) -> bool:
+        return bool(self.adaptive_cutoffs)
 
     @property
     def tied(self) -> bool:
         """Whether the decoder shares the embedding's weight."""
-        return self.tie_weights and self.embedding_size == self.hidden_size
+        return self.tie_weights and self.embedding_size == self.hidden_size and not self.adaptive
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,124 +167,23 @@ class LanguageModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"LanguageModelConfig: unknown keys {unknown}; expected some of {sorted(known)}")
+            raise ValueError(f"LanguageModelConfig: unknown keys {unknown}; expected some of "
+                             f"{sorted(known)}")
         return cls(**data)
 
 
-# (layer states, locked-dropout masks): masks are () when config.dropout == 0.
-LMState = tuple[tuple[State, ...], tuple[Tensor, ...]]
+# A layer's state: (h, c) for LSTM, h for GRU, each (B, H).
+LayerState = Any
 
 
-class LanguageModelCell(Cell[LMState]):  # pyright: ignore[reportInvalidTypeArguments]
-    r"""One step of the language model, loss included: see NOTE [ The loss inside the recurrence ].
+@dataclass
+class _Masks:
+    """One call's dropout, drawn before the recurrence (so recomputation replays it)."""
 
-    Inputs: x, state
-        - **x** of shape ``(B, 2)``, int64: column 0 the token ids of this step, column 1
-          their targets.
-        - **state**: ``(layer_states, masks)`` from :meth:`init_state`.
-
-    Outputs: y, new_state
-        - **y** of shape ``(B, 1)``: the cross-entropy of each example at this step.
-        - **new_state**: the next ``(layer_states, masks)``; the masks pass through.
-    """
-
-    accepts_integer_input: ClassVar[bool] = True
-
-    def __init__(self, config: LanguageModelConfig) -> None:
-        super().__init__(2, 1)
-        self.config = config
-        c = config
-        self.embedding = nn.Embedding(c.vocab_size, c.embedding_size)
-        make = LSTMCell if c.cell == "lstm" else GRUCell
-        sizes = [c.embedding_size] + [c.hidden_size] * c.num_layers
-        self.layers = nn.ModuleList(make(sizes[i], sizes[i + 1]) for i in range(c.num_layers))
-        self.decoder = nn.Linear(c.hidden_size, c.vocab_size)
-        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
-        nn.init.zeros_(self.decoder.bias)
-        if c.tied:
-            self.decoder.weight = self.embedding.weight
-
-    # --- state ---------------------------------------------------------------------------
-
-    def mask_sizes(self) -> list[int]:
-        """Feature sizes of the locked-dropout masks: embedding, between layers, output."""
-        c = self.config
-        return [c.embedding_size] + [c.hidden_size] * c.num_layers if c.dropout > 0 else []
-
-    def init_layer_states(self, batch_size: int, *, device: torch.device | str | None = None,
-                          dtype: torch.dtype | None = None) -> tuple[State, ...]:
-        return tuple(cast(State, cast(Cell, layer).init_state(batch_size, device=device, dtype=dtype))
-                     for layer in self.layers)
-
-    def init_state(self, batch_size: int, *, device: torch.device | str | None = None,
-                   dtype: torch.dtype | None = None) -> LMState:
-        """Zero layer states and all-keep masks."""
-        if dtype is not None and not dtype.is_floating_point:
-            dtype = None  # the input is token ids; the state follows the parameters
-        if device is None:
-            device = self.embedding.weight.device
-        masks = tuple(torch.ones(batch_size, n, dtype=torch.bool, device=device)
-                      for n in self.mask_sizes())
-        return self.init_layer_states(batch_size, device=device, dtype=dtype), masks
-
-    def draw_masks(self, batch_size: int, device: torch.device) -> tuple[Tensor, ...]:
-        """Fresh locked-dropout masks (keep = True) for one call, from the global RNG."""
-        p = self.config.dropout
-        if not self.training:
-            return tuple(torch.ones(batch_size, n, dtype=torch.bool, device=device)
-                         for n in self.mask_sizes())
-        return tuple(torch.rand(batch_size, n, device=device) >= p for n in self.mask_sizes())
-
-    def example_input(self, batch_size: int, *, device: torch.device | str | None = None) -> Tensor:
-        """A valid ``x`` for probing the step's memory: ids and targets, (B, 2) int64."""
-        gen = torch.Generator().manual_seed(0)
-        return torch.randint(0, self.config.vocab_size, (batch_size, 2), generator=gen).to(device)
-
-    def validate(self, x: Tensor, state: object) -> None:
-        if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[1] != 2 or x.is_floating_point():
-            raise ValueError(
-                "LanguageModelCell: Expected x to be a (batch, 2) integer tensor of ids and "
-                f"targets, got {getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}"
-            )
-
-    # --- one step ------------------------------------------------------------------------
-
-    def hidden(self, ids: Tensor, state: LMState) -> tuple[Tensor, LMState]:
-        """Embed ``ids`` (B,) and run the stack: the top hidden (B, H) and the next state."""
-        c = self.config
-        layer_states, masks = state
-        x = self.embedding(ids)  # (B, E)
-        if self.training and c.embedding_dropout > 0:
-            keep = torch.rand(ids.shape[0], 1, device=x.device) >= c.embedding_dropout
-            x = x * keep / (1.0 - c.embedding_dropout)
-        scale = 1.0 / (1.0 - c.dropout) if self.training else 1.0
-        if masks:
-            x = x * masks[0] * scale
-        new_states: list[State] = []
-        for i, (layer, s) in enumerate(zip(self.layers, layer_states, strict=True)):
-            if self.training and c.weight_dropout > 0:
-                layer = cast(Any, layer)  # an LSTMCell or GRUCell
-                w_hh = F.dropout(layer.weight_hh, c.weight_dropout, training=True)
-                if c.cell == "lstm":
-                    h, cc = torch.lstm_cell(x, cast(tuple[Tensor, Tensor], s), layer.weight_ih,
-                                            w_hh, layer.bias_ih, layer.bias_hh)
-                    y, s = h, (h, cc)
-                else:
-                    y = torch.gru_cell(x, cast(Tensor, s), layer.weight_ih, w_hh,
-                                       layer.bias_ih, layer.bias_hh)
-                    s = y
-            else:
-                y, s = layer(x, s)
-            new_states.append(s)
-            x = y * masks[i + 1] * scale if masks else y
-        return x, (tuple(new_states), masks)
-
-    def forward(self, x: Tensor, state: LMState) -> tuple[Tensor, LMState]:
-        ids, targets = x[:, 0], x[:, 1]
-        h, new_state = self.hidden(ids, state)
-        logits = self.decoder(h)  # (B, V): only this step's
-        loss = F.cross_entropy(logits.float(), targets, reduction="none")
-        return loss.to(h.dtype).unsqueeze(1), new_state  # (B, 1)
+    embedding: Tensor | None  # (B, E) locked mask on the embeddings
+    layers: list[Tensor] | None  # (B, H) between layers
+    output: Tensor | None  # (B, H) before the readout
+    words: Tensor | None  # (V,) embedding dropout: the vocabulary's kept words, scaled
 
 
 class LanguageModel(nn.Module):
@@ -258,10 +200,15 @@ class LanguageModel(nn.Module):
           or ``None`` for zeros.
 
     Outputs: (loss or logits), final_state
-        - with targets: the mean cross-entropy (a scalar), computed inside the budgeted
-          recurrence (NOTE [ The loss inside the recurrence ]);
-        - without: logits ``(T, B, vocab_size)``.
+        - with targets: the mean cross-entropy (a scalar). With ``memory_budget`` and
+          gradients on, the whole training step (forward, loss, backward) stays within
+          it: NOTE [ The readout inside the budget ].
+        - without: logits ``(T, B, vocab_size)`` (log-probabilities with an adaptive
+          softmax).
         - **final_state**: one state per layer (``(h, c)`` for LSTM, ``h`` for GRU).
+
+    Attributes:
+        last_plan: the last budgeted call's plan (``None`` after a plain call).
 
     Example::
 
@@ -274,50 +221,373 @@ class LanguageModel(nn.Module):
     def __init__(self, config: LanguageModelConfig, vocab: Any = None) -> None:
         super().__init__()
         if not isinstance(config, LanguageModelConfig):
-            raise TypeError(f"LanguageModel: config must be a LanguageModelConfig, got {type(config).__name__}")
+            raise TypeError(f"LanguageModel: config must be a LanguageModelConfig, got "
+                            f"{type(config).__name__}")
         if vocab is not None and len(vocab) != config.vocab_size:
-            raise ValueError(
-                f"LanguageModel: the vocabulary has {len(vocab)} tokens but "
-                f"config.vocab_size={config.vocab_size}"
-            )
+            raise ValueError(f"LanguageModel: the vocabulary has {len(vocab)} tokens but "
+                             f"config.vocab_size={config.vocab_size}")
         self.config = config
         self.vocab = vocab
-        self.cell = LanguageModelCell(config)
-        self.recurrent = Recurrent(self.cell, memory_budget=config.memory_budget, policy=config.policy)
+        c = config
+        self.embedding = nn.Embedding(c.vocab_size, c.embedding_size)
+        make = LSTM if c.cell == "lstm" else GRU
+        self.rnn = make(c.embedding_size, c.hidden_size, c.num_layers)
+        self.decoder: nn.Linear | None = None
+        self.adaptive: nn.AdaptiveLogSoftmaxWithLoss | None = None
+        if c.adaptive:
+            self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(
+                c.hidden_size, c.vocab_size, c.adaptive_cutoffs, div_value=c.adaptive_div_value)
+        else:
+            self.decoder = nn.Linear(c.hidden_size, c.vocab_size)
+            nn.init.zeros_(self.decoder.bias)
+            if c.tied:
+                self.decoder.weight = self.embedding.weight
+        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        self._register_load_state_dict_pre_hook(_upgrade_state_dict, with_module=True)
+        self._sizes: dict[tuple[Any, ...], tuple[FusedSizes, Working, tuple[int, int]]] = {}
+        self._budgets: dict[tuple[object, ...], int] = {}
+        self.last_plan: RecurrencePlan | None = None
+        self.bucket_ratio = BUCKET_RATIO
 
     @property
     def device(self) -> torch.device:
-        return self.cell.embedding.weight.device
+        return self.embedding.weight.device
 
-    def _check_ids(self, name: str, ids: Tensor) -> None:
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "last_plan": None}  # pyright: ignore[reportAttributeAccessIssue]
+
+    # --- pieces ----------------------------------------------------------------------------
+
+    def _readout_params(self) -> list[Tensor]:
+        head = self.adaptive if self.adaptive is not None else self.decoder
+        assert head is not None
+        return list(head.parameters())
+
+    def readout(self, y: Tensor, targets: Tensor) -> Tensor:
+        """Per-example cross-entropy of ``y`` (..., H) against ``targets`` (...)."""
+        flat, tgt = y.reshape(-1, y.shape[-1]), targets.reshape(-1)
+        if self.adaptive is not None:
+            loss = -self.adaptive(flat, tgt).output
+        else:
+            assert self.decoder is not None
+            logits = self.decoder(flat)
+            if logits.dtype in (torch.float16, torch.bfloat16):  # a softmax in half overflows
+                logits = logits.float()
+            loss = F.cross_entropy(logits, tgt, reduction="none")
+        return loss.to(y.dtype).view(targets.shape)
+
+    def log_probs(self, y: Tensor) -> Tensor:
+        """``(..., vocab)`` scores: logits, or log-probabilities with an adaptive softmax."""
+        if self.adaptive is not None:
+            return self.adaptive.log_prob(y.reshape(-1, y.shape[-1])).view(*y.shape[:-1], -1)
+        assert self.decoder is not None
+        return self.decoder(y)
+
+    def _draw_masks(self, B: int) -> _Masks:
+        c = self.config
+        if not self.training:
+            return _Masks(None, None, None, None)
+        dev, dt = self.device, self.embedding.weight.dtype
+
+        def locked(n: int) -> Tensor | None:
+            if c.dropout == 0:
+                return None
+            return torch.empty(B, n, device=dev, dtype=dt).bernoulli_(1 - c.dropout) / (1 - c.dropout)
+
+        words = None
+        if c.embedding_dropout > 0:
+            words = (torch.empty(c.vocab_size, device=dev, dtype=dt)
+                     .bernoulli_(1 - c.embedding_dropout) / (1 - c.embedding_dropout))
+        emb = locked(c.embedding_size)
+        between = [locked(c.hidden_size) for _ in range(c.num_layers - 1)]
+        layers = [m for m in between if m is not None] or None
+        return _Masks(emb, layers, locked(c.hidden_size), words)
+
+    def _weights(self) -> list[list[Tensor]]:
+        """Each layer's kernel weights, ``weight_hh`` dropped once per call in training."""
+        p = self.config.weight_dropout
+        out = []
+        for names in self.rnn._all_weights:
+            ws = [getattr(self.rnn, n) for n in names]
+            if self.training and p > 0:
+                ws[1] = F.dropout(ws[1], p, training=True)  # DropConnect (Wan et al., 2013)
+            out.append(ws)
+        return out
+
+    def embed(self, ids: Tensor, masks: _Masks, weight: Tensor | None = None) -> Tensor:
+        """Embeddings of ``ids`` with the call's masks. With ``weight`` (the budgeted path)
+        the lookup's gradient is sparse: a kept run's share is its rows, not a dense
+        ``(vocab, E)`` tensor per run."""
+        x = self.embedding(ids) if weight is None else F.embedding(ids, weight, sparse=True)
+        if masks.words is not None:
+            x = x * masks.words[ids].unsqueeze(-1)
+        if masks.embedding is not None:
+            x = x * masks.embedding
+        return x
+
+    def _segment(self, masks: _Masks, weights: list[list[Tensor]]) -> FusedSegment:
+        rnn = self.rnn
+        return FusedSegment(rnn.mode, weights, has_biases=rnn.bias, hidden_out=rnn.hidden_size,
+                            dropout=0.0, chunk=MAX_CHUNK, layer_masks=masks.layers,
+                            quiet=True)
+
+    # --- state -----------------------------------------------------------------------------
+
+    def _flat_state(self, state: Sequence[LayerState] | None, B: int) -> tuple[Tensor, ...]:
+        c = self.config
+        if state is None:
+            z = torch.zeros(c.num_layers, B, c.hidden_size, device=self.device,
+                            dtype=self.embedding.weight.dtype)
+            return (z, torch.zeros_like(z)) if c.cell == "lstm" else (z,)
+        if len(state) != c.num_layers:
+            raise ValueError(f"LanguageModel: state has {len(state)} layers, expected "
+                             f"{c.num_layers}")
+        if c.cell == "lstm":
+            return (torch.stack([s[0] for s in state]), torch.stack([s[1] for s in state]))
+        return (torch.stack(list(state)),)
+
+    def _layer_states(self, flat: Sequence[Tensor]) -> tuple[LayerState, ...]:
+        if self.config.cell == "lstm":
+            h, c = flat
+            return tuple((h[i], c[i]) for i in range(h.shape[0]))
+        return tuple(flat[0][i] for i in range(flat[0].shape[0]))
+
+    # --- forward ---------------------------------------------------------------------------
+
+    def _check_ids(self, name: str, ids: object) -> Tensor:
         if not isinstance(ids, Tensor) or ids.dtype != torch.int64 or ids.dim() != 2:
-            raise TypeError(
-                f"LanguageModel: {name} must be a (T, B) int64 tensor, got "
-                f"{getattr(ids, 'dtype', type(ids).__name__)} of {ids.dim() if isinstance(ids, Tensor) else '?'}D"
-            )
+            got = (f"{ids.dtype} of {ids.dim()}D" if isinstance(ids, Tensor)
+                   else type(ids).__name__)
+            raise TypeError(f"LanguageModel: {name} must be a (T, B) int64 tensor, got {got}")
+        return ids
 
     def forward(self, input_ids: Tensor, targets: Tensor | None = None,
-                state: tuple[State, ...] | None = None) -> tuple[Tensor, tuple[State, ...]]:
-        self._check_ids("input_ids", input_ids)
-        T, B = input_ids.shape
-        layer_states = self.cell.init_layer_states(B, device=input_ids.device) if state is None else state
-        full: LMState = (tuple(layer_states), self.cell.draw_masks(B, input_ids.device))
+                state: Sequence[LayerState] | None = None
+                ) -> tuple[Tensor, tuple[LayerState, ...]]:
+        ids = self._check_ids("input_ids", input_ids)
+        T, B = ids.shape
+        flat = self._flat_state(state, B)
+        masks = self._draw_masks(B)
         if targets is not None:
-            self._check_ids("targets", targets)
-            if targets.shape != input_ids.shape:
-                raise ValueError(
-                    f"LanguageModel: targets have shape {tuple(targets.shape)}, expected "
-                    f"{tuple(input_ids.shape)} like input_ids"
-                )
-            x = torch.stack([input_ids, targets], dim=-1)  # (T, B, 2)
-            losses, final = self.recurrent(x, full)  # (T, B, 1)
-            return losses.mean(), cast(LMState, final)[0]
-        logits = []
-        s = full
-        for t in range(T):
-            h, s = self.cell.hidden(input_ids[t], s)
-            logits.append(self.cell.decoder(h))
-        return torch.stack(logits), s[0]  # (T, B, V)
+            targets = self._check_ids("targets", targets)
+            if targets.shape != ids.shape:
+                raise ValueError(f"LanguageModel: targets have shape {tuple(targets.shape)}, "
+                                 f"expected {tuple(ids.shape)} like input_ids")
+        budgeted = (targets is not None and self.config.memory_budget is not None
+                    and torch.is_grad_enabled()
+                    and any(p.requires_grad for p in self.parameters()))
+        self.last_plan = None
+        if budgeted:
+            assert targets is not None
+            loss, final = self._budgeted(ids, targets, flat, masks)
+            return loss, self._layer_states(final)
+        seg = self._segment(masks, self._weights())
+        y, final = seg._piece(0, self.embed(ids, masks), flat, None)  # (T, B, H): fused
+        if masks.output is not None:
+            y = y * masks.output
+        if targets is None:
+            return self.log_probs(y), self._layer_states(final)
+        if torch.is_grad_enabled():  # plain autograd, as plain PyTorch writes it
+            return self.readout(y, targets).mean(), self._layer_states(final)
+        # evaluation: a few steps of logits at a time, never (T, B, V) at once
+        step = max(1, 2**24 // max(1, B * self.config.vocab_size))
+        total = sum(self.readout(y[i:i + step], targets[i:i + step]).sum() for i in range(0, T, step))
+        return cast(Tensor, total) / (T * B), self._layer_states(final)
+
+    # --- the budgeted path -----------------------------------------------------------------
+
+    def _budgeted(self, ids: Tensor, targets: Tensor, flat: tuple[Tensor, ...], masks: _Masks
+                  ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        T, B = ids.shape
+        budget = resolve_budget("LanguageModel", self.config.memory_budget, ids.device,
+                                self._budgets, (T, B, ids.device))
+        assert budget is not None
+        weights = self._weights()
+        rp, eager, chunk, group = self._choose(T, B, budget, masks)
+        grads = _Eager.make(self, T, B) if eager else None
+        seg = _LMSegment(self, masks, weights, grads)
+        seg.chunk, seg.readout_steps = chunk, group
+        x = torch.stack([ids, targets], dim=-1)  # (T, B, 2)
+        losses, final, _ = run_plan(seg, x, flat, seg.params, rp.plan, preserve_rng_state=False)
+        self.last_plan = rp
+        loss = losses.mean()
+        if grads is not None:  # hand the readout's parameter gradients back
+            loss = _ReadoutGrad.apply(loss, grads, T * B, *self._readout_params())
+        return loss, final
+
+    def _choose(self, T: int, B: int, budget: int, masks: _Masks
+                ) -> tuple[RecurrencePlan, bool, int, int]:
+        """``(plan, eager, chunk, readout group)``: the eager readout where its ``(T, B, H)``
+        gradient takes at most a quarter of the budget and a plan fits beside it (it never
+        recomputes the readout), else the readout in the kept runs' graph: NOTE [ The
+        readout inside the budget ]."""
+        elt = self.embedding.weight.element_size()
+        fits = 4 * T * B * self.config.hidden_size * elt <= budget
+        modes = {"eager": [True], "graph": [False]}.get(self.config.readout,
+                                                         [True, False] if fits else [False])
+        failed: list[InfeasibleBudgetError] = []
+        for eager in modes:
+            try:
+                rp, chunk, group = self._plan(T, B, budget, eager, masks)
+            except InfeasibleBudgetError as e:
+                failed.append(e)
+                continue
+            return rp, eager, chunk, group
+        raise min(failed, key=lambda e: e.minimum)
+
+    def _fixed_bytes(self, T: int, B: int, eager: bool) -> int:
+        """What a call holds outside the recurrence's plan: the ids and targets it runs on
+        ``(T, B, 2)``, the per-example losses and their gradient, and with the eager readout
+        the gradients of the outputs and of the readout's parameters (accumulated, then
+        handed back)."""
+        elt = self.embedding.weight.element_size()
+        io = T * B * (2 * 8 + 2 * elt)
+        if not eager:
+            return io
+        params = sum(p.numel() * p.element_size() for p in self._readout_params())
+        return io + T * B * self.config.hidden_size * elt + params
+
+    def _planning_masks(self, B: int) -> _Masks:
+        """Masks of a training call's shapes, without drawing from the RNG (for planning:
+        memory depends on which masks exist, not on their values)."""
+        c, dev, dt = self.config, self.device, self.embedding.weight.dtype
+        if not self.training:
+            return _Masks(None, None, None, None)
+
+        def ones(n: int, on: bool) -> Tensor | None:
+            return torch.ones(B, n, device=dev, dtype=dt) if on else None
+
+        drop = c.dropout > 0
+        layers = [torch.ones(B, c.hidden_size, device=dev, dtype=dt)
+                  for _ in range(c.num_layers - 1)] if drop else []
+        words = torch.ones(c.vocab_size, device=dev, dtype=dt) if c.embedding_dropout > 0 else None
+        return _Masks(ones(c.embedding_size, drop), layers or None, ones(c.hidden_size, drop),
+                      words)
+
+    def _probe_lengths(self, B: int, budget: int, eager: bool) -> tuple[int, int, int]:
+        """The probe's three run lengths: the usual ``(1, 8, 40)`` unless a run of 40 steps
+        (oneDNN's workspace, about 18 floats per hidden unit and layer, and in the graph
+        the ``(B, vocab)`` logits thrice) would take more than a quarter of the budget
+        (4 MiB at least): then shorter, so that the probe's own peak stays inside it."""
+        c = self.config
+        elt = self.embedding.weight.element_size()
+        step = B * elt * (18 * c.hidden_size * c.num_layers + (0 if eager else 3 * c.vocab_size))
+        longest = max(4, min(40, max(budget // 4, 4 * 2**20) // max(1, step)))
+        return (1, max(2, longest // 5), longest)
+
+    def _probe(self, B: int, eager: bool, masks: _Masks, budget: int
+               ) -> tuple[FusedSizes, Working, tuple[int, int]]:
+        """Sizes and working set of the model's recurrence, readout included, and the
+        eager readout's transient ``(base, per step of a group)``: probed once per batch
+        size, dtype, mode, readout kind and probe lengths, never per length."""
+        dev, dt = self.device, self.embedding.weight.dtype
+        lengths = self._probe_lengths(B, budget, eager)
+        key = (B, dev, dt, self.training, eager, masks.layers is not None,
+               self.config.weight_dropout > 0, torch.is_autocast_enabled(dev.type), lengths)
+        hit = self._sizes.get(key)
+        if hit is not None:
+            return hit
+        c = self.config
+        gen = torch.Generator().manual_seed(0)
+
+        def ids(L: int) -> Tensor:
+            return torch.randint(0, c.vocab_size, (L, B, 2), generator=gen).to(dev)
+
+        shapes = [(c.num_layers, B, c.hidden_size)] * (2 if c.cell == "lstm" else 1)
+        # detached aliases of the weights: the probe must not back-propagate into a call's
+        # weight dropout, whose graph the call itself needs
+        weights = [[getattr(self.rnn, n).detach().requires_grad_() for n in names]
+                   for names in self.rnn._all_weights]
+        probe = _LMSegment(self, masks, weights,
+                           _Eager.make(self, max(lengths), B, accumulate=False) if eager else None)
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            sizes, example = probe_fused(probe, c.embedding_size, shapes, dev, dt,
+                                         make_input=ids, lengths=lengths)
+            probe.chunk = probe.keep_chunk = 1
+            working = measure_working(probe, ids(1)[0], tuple(example[1:]), probe.params,
+                                      chain_for(sizes, 4, chunk=1, keep_chunk=1))
+            transient = (0, 0)
+            if eager:
+                one, four = probe.readout_transient(B, 1), probe.readout_transient(B, 4)
+                per = max(0, math.ceil((four - one) / 3))
+                transient = (max(0, one - per), per)
+        hit = (sizes, working, transient)
+        self._sizes[key] = hit
+        return hit
+
+    def _plan(self, T: int, B: int, budget: int, eager: bool, masks: _Masks
+              ) -> tuple[RecurrencePlan, int, int]:
+        """``(plan, chunk, readout group)`` for one readout kind."""
+        sizes, working, (base, per) = self._probe(B, eager, masks, budget)
+        group = 1
+        if eager:  # the readout's groups of steps: an eighth of the budget
+            group = max(1, min(256, (budget // 8 - base) // max(1, per)))
+        chunk = MAX_CHUNK
+        if sizes.sweep_step_bytes > 0:  # a sweep's pieces: a small share of the budget
+            chunk = max(1, min(MAX_CHUNK, budget // (32 * sizes.sweep_step_bytes)))
+        context = f"seq_len={T}, batch {B}"
+        # the smallest budgets sweep one step a call and read out one step at a time
+        tries = list(dict.fromkeys([(chunk, group), (1, group), (chunk, 1), (1, 1)]))
+        for k, (c, g) in enumerate(tries):
+            fixed = self._fixed_bytes(T, B, eager) + (max(0, g - 1) * per if eager else 0)
+            try:
+                rp = fit(chain_for(sizes, T, chunk=c, keep_chunk=MAX_CHUNK),
+                         max(0, budget - fixed), self.config.policy, working,
+                         run_cost=RUN_COST_STEPS, owner="LanguageModel", context=context,
+                         bucket_ratio=self.bucket_ratio)
+            except InfeasibleBudgetError as e:
+                if k + 1 < len(tries):
+                    continue
+                least = int(e.minimum) + fixed
+                raise InfeasibleBudgetError(
+                    f"LanguageModel: memory_budget={format_size(budget)} is below the minimum "
+                    f"{format_size(least)} for {context} ({format_size(fixed)} of it outside "
+                    f"the recurrence: ids, losses, the readout's gradients); raise the budget "
+                    f"to at least "
+                    f"{format_size(least)} or shorten the window (bptt)",
+                    minimum=least) from None
+            return RecurrencePlan(rp.plan, budget, rp.working + fixed, rp.kept_peak), c, g
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def plan_for(self, seq_len: int, batch_size: int, *,
+                 memory_budget: BudgetLike = "__model__",
+                 device: torch.device | str | None = None) -> RecurrencePlan:
+        """The plan a training call with this length and batch would run (probes once;
+        draws nothing from the RNG); ``device``, when given, must be the model's."""
+        if device is not None and torch.device(device) != self.device:
+            raise ValueError(f"LanguageModel.plan_for: device={device} but the model is on "
+                             f"{self.device}; move the model first")
+        for arg, value in (("seq_len", seq_len), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"LanguageModel.plan_for: {arg} must be an int >= 1, got "
+                                 f"{value!r}")
+        arg = self.config.memory_budget if memory_budget == "__model__" else memory_budget
+        budget = resolve_budget("LanguageModel", arg, self.device, self._budgets,
+                                (seq_len, batch_size, self.device))
+        if budget is None:
+            budget = 2**62
+        return self._choose(seq_len, batch_size, budget, self._planning_masks(batch_size))[0]
+
+    @property
+    def memory_budget(self) -> BudgetLike:
+        """The config's budget (what :func:`mbrnn.training` checks before training)."""
+        return self.config.memory_budget
+
+    @memory_budget.setter
+    def memory_budget(self, value: BudgetLike) -> None:
+        Budget.parse(value, name="LanguageModel: memory_budget")
+        self.config.memory_budget = value  # type: ignore[assignment]
+
+    def minimum_budget(self, seq_len: int, batch_size: int) -> int:
+        """The smallest ``memory_budget`` (bytes) a training call of this shape accepts
+        (the readout in the kept runs' graph, which needs no ``(T, B, H)`` gradient)."""
+        try:
+            self.plan_for(seq_len, batch_size, memory_budget=0)
+        except InfeasibleBudgetError as e:
+            return int(e.minimum)
+        return 0
+
+    # --- sampling --------------------------------------------------------------------------
 
     @torch.no_grad()
     def generate(self, prompt_ids: Tensor, max_new_tokens: int, temperature: float = 1.0,
@@ -330,28 +600,282 @@ class LanguageModel(nn.Module):
         if not isinstance(prompt_ids, Tensor) or prompt_ids.dim() != 1 or prompt_ids.numel() == 0:
             raise ValueError("LanguageModel.generate: prompt_ids must be a non-empty 1-D tensor")
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-            raise ValueError(f"LanguageModel.generate: max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-        if temperature < 0:
-            raise ValueError(f"LanguageModel.generate: temperature must be >= 0, got {temperature}")
+            raise ValueError(f"LanguageModel.generate: max_new_tokens must be an int >= 0, got "
+                             f"{max_new_tokens!r}")
+        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature)
+                and temperature >= 0):
+            raise ValueError(f"LanguageModel.generate: temperature must be a finite number >= "
+                             f"0, got {temperature!r}")
         if top_k is not None and not top_k >= 1:
             raise ValueError(f"LanguageModel.generate: top_k must be >= 1, got {top_k}")
         was_training = self.training
         self.eval()
         ids = prompt_ids.to(self.device, torch.int64)
-        logits, state = self(ids[:-1].unsqueeze(1)) if ids.numel() > 1 else (None, None)
+        logits, state = self(ids.unsqueeze(1))  # the whole prompt: its last step predicts
         out = [ids]
-        token = ids[-1:]
-        for _ in range(max_new_tokens):
-            logits, state = self(token.unsqueeze(1), state=state)
-            last = logits[-1, 0].float()  # (V,)
+        last = logits[-1, 0].float()
+        for i in range(max_new_tokens):
             if temperature == 0:
                 token = last.argmax().view(1)
             else:
-                last = last / temperature
-                if top_k is not None and top_k < last.numel():
-                    cutoff = torch.topk(last, top_k).values[-1]
-                    last = last.masked_fill(last < cutoff, float("-inf"))
-                token = torch.multinomial(F.softmax(last, dim=-1), 1, generator=generator)
+                scaled = last / temperature
+                if top_k is not None and top_k < scaled.numel():
+                    cutoff = torch.topk(scaled, top_k).values[-1]
+                    scaled = scaled.masked_fill(scaled < cutoff, float("-inf"))
+                token = torch.multinomial(F.softmax(scaled, dim=-1), 1, generator=generator)
             out.append(token)
+            if i + 1 < max_new_tokens:
+                logits, state = self(token.unsqueeze(1), state=state)
+                last = logits[-1, 0].float()
         self.train(was_training)
         return torch.cat(out)
+
+
+# ---------------------------------------------------------------------------------------
+# The segment: embedding, layers and readout of a run
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Eager:
+    """The eager readout's gradients: of each step's output, and of the readout's
+    parameters summed over steps (NOTE [ The readout inside the budget ])."""
+
+    outputs: Tensor  # (T, B, H): d loss_{t,b} / d y_{t,b}
+    params: list[Tensor]
+
+    @classmethod
+    def make(cls, model: LanguageModel, T: int, B: int, accumulate: bool = True) -> _Eager:
+        """Buffers for ``T`` steps; without the parameters' accumulators where
+        ``accumulate`` is false (a probe: its readout gradients are computed and dropped,
+        the accumulators being charged apart)."""
+        ref = model.embedding.weight
+        return cls(ref.new_zeros((T, B, model.config.hidden_size)),
+                   [torch.zeros_like(p) for p in model._readout_params()] if accumulate else [])
+
+
+class _LMSegment(FusedSegment):
+    """A run of the language model: ids and targets ``(L, B, 2)`` to per-example losses
+    ``(L, B, 1)``, through embedding, fused layers and readout."""
+
+    run_cost_steps = RUN_COST_STEPS
+
+    def __init__(self, model: LanguageModel, masks: _Masks, weights: list[list[Tensor]],
+                 eager: _Eager | None) -> None:
+        rnn = model.rnn
+        super().__init__(rnn.mode, weights, has_biases=rnn.bias, hidden_out=rnn.hidden_size,
+                         dropout=0.0, chunk=MAX_CHUNK, layer_masks=masks.layers, quiet=True)
+        self.model = model
+        self.masks = masks
+        self.eager = eager
+        self.readout_steps = 1  # steps per group of the eager readout (set by the plan)
+        layer = [w for ws in weights for w in ws]
+        readout = [] if eager is not None else model._readout_params()
+        # the embedding's gradient is sparse in the kept runs; it reaches the weight dense:
+        # through _DenseGrad, or, when tied, summed with the decoder's dense gradient
+        # (in place into the eager readout's accumulator of the same weight, which autograd
+        # would otherwise add to the sparse gradient out of place)
+        weight = model.embedding.weight
+        at = [i for i, p in enumerate(model._readout_params()) if p is weight]
+        if at and eager is not None and eager.params:
+            self.embedding = _AddInto.apply(weight, eager.params[at[0]])
+        else:
+            self.embedding = weight if at else _DenseGrad.apply(weight)
+        # every tensor the graph of a kept run uses that may need a gradient, once each
+        uses = [self.embedding, *layer, *(p for p in readout if p is not weight)]
+        self.params = list({id(p): p for p in uses}.values())
+
+    @property
+    def grad_params(self) -> list[Tensor]:
+        return self.params
+
+    def readout_transient(self, B: int, steps: int) -> int:
+        """The eager readout's memory on top of what it keeps, for groups of ``steps``."""
+        assert self.eager is not None
+        H = self.model.config.hidden_size
+        ref = self.model.embedding.weight
+        y = torch.randn(steps, B, H, generator=torch.Generator().manual_seed(0),
+                        dtype=ref.dtype).to(ref.device)
+        t = torch.zeros(y.shape[:2], dtype=torch.int64, device=ref.device)
+        group, self.readout_steps = self.readout_steps, steps
+        try:
+            with MemoryMeter(ref.device) as meter:
+                self._eager_readout(0, y, t, scratch=True)
+        finally:
+            self.readout_steps = group
+        return meter.peak
+
+    def _eager_readout(self, t0: int, y: Tensor, targets: Tensor, scratch: bool = False
+                       ) -> Tensor:
+        """Losses of ``y`` (L, B, H); their gradients into the eager buffers (unless
+        ``scratch``), a group of steps at a time."""
+        assert self.eager is not None
+        model, out_mask = self.model, self.masks.output
+        params = model._readout_params()
+        losses = []
+        step = self.readout_steps
+        manual = self._manual_softmax(y)
+        for i in range(0, y.shape[0], step):
+            if manual:
+                yd = y[i:i + step] * out_mask if out_mask is not None else y[i:i + step]
+                loss, gy = self._softmax_readout(yd, targets[i:i + step], scratch)
+                if not scratch:
+                    if out_mask is not None:
+                        gy.mul_(out_mask)
+                    self.eager.outputs[t0 + i:t0 + i + loss.shape[0]].copy_(gy)
+                losses.append(loss)
+                continue
+            with torch.enable_grad():
+                leaf = y[i:i + step].detach().requires_grad_()
+                yd = leaf * out_mask if out_mask is not None else leaf
+                loss = model.readout(yd, targets[i:i + step])
+                # an adaptive softmax's tail clusters may see no target in these steps
+                got = torch.autograd.grad(loss.sum(), [leaf, *params], allow_unused=True)
+            if not scratch:
+                self.eager.outputs[t0 + i:t0 + i + loss.shape[0]].copy_(got[0])
+                for acc, g in zip(self.eager.params, got[1:], strict=False):  # none in a probe
+                    if g is not None:
+                        acc.add_(g)
+            losses.append(loss.detach())
+        return torch.cat(losses) if len(losses) > 1 else losses[0]
+
+    def _manual_softmax(self, y: Tensor) -> bool:
+        """Whether the eager readout computes the full softmax's gradients by hand (float32
+        and float64 without autocast), writing the parameters' share into the accumulators
+        with no parameter-sized temporary; else through autograd."""
+        return (self.model.adaptive is None and y.dtype in (torch.float32, torch.float64)
+                and not torch.is_autocast_enabled(y.device.type))
+
+    def _softmax_readout(self, y: Tensor, targets: Tensor, scratch: bool
+                         ) -> tuple[Tensor, Tensor]:
+        """Losses ``(L, B)`` and their gradient ``(L, B, H)`` for the full softmax, in one
+        ``(L B, vocab)`` buffer: logits, then softmax minus one-hot in place; the decoder's
+        gradient is added into the accumulators (``addmm_``), never materialised apart."""
+        assert self.eager is not None
+        decoder = self.model.decoder
+        assert decoder is not None
+        W, b = decoder.weight.detach(), decoder.bias
+        flat, tgt = y.detach().reshape(-1, y.shape[-1]), targets.reshape(-1, 1)
+        z = torch.addmm(b.detach(), flat, W.t()) if b is not None else flat @ W.t()
+        picked = z.gather(1, tgt).squeeze(1)
+        top = z.amax(1)
+        z.sub_(top.unsqueeze(1)).exp_()
+        total = z.sum(1)
+        loss = top.add_(total.log()).sub_(picked)  # log-sum-exp less the target's logit
+        z.div_(total.unsqueeze(1))
+        z.scatter_add_(1, tgt, z.new_full(tgt.shape, -1.0))  # d loss / d logits
+        gy = z @ W
+        acc = self.eager.params
+        if not scratch and acc:  # none in a probe
+            acc[0].addmm_(z.t(), flat)
+            if b is not None:
+                acc[1].add_(z.sum(0))
+        return loss.view(targets.shape), gy.view(y.shape)
+
+    def _piece(self, t0: int, x: Tensor, state: tuple[Tensor, ...], seed: Any,
+               need_y: bool = True) -> tuple[Tensor, tuple[Tensor, ...]]:
+        ids, targets = x[..., 0], x[..., 1]
+        y, new = super()._piece(t0, self.model.embed(ids, self.masks, self.embedding), state,
+                                seed)
+        if not need_y:  # a re-run sweep: nobody reads the losses (a view of their shape)
+            return y[..., :1], new
+        if self.eager is None:  # the readout in the kept run's graph
+            yd = y * self.masks.output if self.masks.output is not None else y
+            return self.model.readout(yd, targets).unsqueeze(-1), new
+        g = self.eager.outputs[t0:t0 + y.shape[0]]
+        if not self.first_pass:  # a kept run re-run: the readout's gradient is stored
+            return _Carry.apply(y, g), new
+        losses = self._eager_readout(t0, y, targets).unsqueeze(-1)
+        if not torch.is_grad_enabled():
+            return losses, new
+        carried = _Carry.apply(y, g)  # value: the loss; gradient: g
+        return losses + carried - carried.detach(), new
+
+
+class _Carry(torch.autograd.Function):
+    """``(y * g).sum(-1)`` whose gradient is ``grad * g``, with ``g`` a view of the eager
+    buffer held as is: later rows are written into the buffer, which autograd's saved-tensor
+    version check would take for a change of this run's rows."""
+
+    @staticmethod
+    def forward(ctx: Any, y: Tensor, g: Tensor) -> Tensor:
+        ctx.g, ctx.dtype = g, y.dtype  # in y's dtype, as the losses (autocast: bfloat16)
+        return (y * g).sum(-1, keepdim=True).to(y.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Any:
+        return (grad * ctx.g).to(ctx.dtype), None
+
+
+class _DenseGrad(torch.autograd.Function):
+    """Identity whose backward makes a sparse gradient dense, so that a parameter's
+    ``.grad`` is dense (what every optimizer takes) while the runs' shares were sparse."""
+
+    @staticmethod
+    def forward(ctx: Any, weight: Tensor) -> Tensor:
+        return weight.view_as(weight)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        return grad.to_dense() if grad.is_sparse else grad
+
+
+class _AddInto(torch.autograd.Function):
+    """Identity on a (tied) weight whose backward adds its gradient, the kept runs' sparse
+    embedding share, into ``acc`` in place: the eager readout's accumulator of the same
+    weight, which :class:`_ReadoutGrad` has already scaled and handed to the weight (it runs
+    first: the recurrence is upstream of the loss)."""
+
+    @staticmethod
+    def forward(ctx: Any, weight: Tensor, acc: Tensor) -> Tensor:
+        ctx.acc = acc
+        return weight.view_as(weight)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Any:
+        acc, ctx.acc = ctx.acc, None  # dropped: autograd takes the accumulator as is
+        if acc is None:  # a probe's segment, back-propagated again
+            return grad, None
+        acc.add_(grad)
+        return None, None
+
+
+class _ReadoutGrad(torch.autograd.Function):
+    """Identity on the mean loss; its backward hands the readout's parameters their
+    gradient, accumulated by the eager readout: ``grad * sum_t g_t / (T B)``."""
+
+    @staticmethod
+    def forward(ctx: Any, loss: Tensor, grads: _Eager, count: int, *params: Tensor) -> Tensor:
+        ctx.grads, ctx.count = grads, count
+        return loss.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Any:
+        grads: _Eager = ctx.grads
+        scale = grad / ctx.count
+        # in place: the accumulators are the gradients; dropped here, so that autograd
+        # takes them as the parameters' .grad instead of copying them
+        params, grads.params = grads.params, []
+        return (grad, None, None, *(g.mul_(scale) for g in params))
+
+
+def _upgrade_state_dict(module: nn.Module, state_dict: dict[str, Any], prefix: str,
+                        *args: Any) -> None:
+    """Keys of format-1 checkpoints (a per-step cell, ``cell.layers.{i}.weight_ih``) to
+    this model's (``rnn.weight_ih_l{i}``): old zoo models and training checkpoints load."""
+    for key in list(state_dict):
+        if not key.startswith(prefix + "cell."):
+            continue
+        rest = key[len(prefix) + len("cell."):]
+        if rest.startswith("layers."):
+            _, i, name = rest.split(".", 2)
+            new = f"rnn.{name}_l{i}"
+        else:
+            new = rest  # embedding.weight, decoder.weight, decoder.bias
+        state_dict[prefix + new] = state_dict.pop(key)
+    lm = cast(LanguageModel, module)
+    if lm.config.tied:  # a file may hold the shared weight under one of its two names
+        for a, b in (("embedding.weight", "decoder.weight"), ("decoder.weight", "embedding.weight")):
+            if prefix + a in state_dict and prefix + b not in state_dict:
+                state_dict[prefix + b] = state_dict[prefix + a]
+

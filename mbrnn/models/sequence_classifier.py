@@ -154,12 +154,12 @@ class SequenceClassifier(nn.Module):
                     f"SequenceClassifier: truncate={truncate} needs a unidirectional model "
                     "(the backward direction reads the sequence from its end); use truncate=0")
             with torch.no_grad():
-                _, state = self.rnn(x[:-truncate])
+                state = self.rnn.final_state(x[:-truncate])
             x = x[-truncate:]
         elif isinstance(x, PackedSequence) and truncate:
             raise ValueError(f"SequenceClassifier: truncate={truncate} needs padded input, "
                              "not a PackedSequence; use truncate=0")
-        _, hn = self.rnn(x, state)
+        hn = self.rnn.final_state(x, state)  # no (T, B, H) output: only the last state is read
         h = hn[0] if isinstance(hn, tuple) else hn  # LSTM: (h_n, c_n)
         directions = 2 if self.config.bidirectional else 1
         return torch.cat(list(h[-directions:]), dim=1)

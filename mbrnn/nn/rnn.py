@@ -373,7 +373,17 @@ class _BudgetedRNN(nn.RNNBase):
         flat = tuple(hx) if lstm else (hx,)
         return x.contiguous(), flat, None, not batched, None
 
-    def _budgeted(self, input: Any, hx: Any) -> Any:
+    def final_state(self, input: Any, hx: Any = None) -> Any:
+        """``forward(input, hx)[1]``, the final state alone: on the budgeted path no
+        ``(T, B, H)`` output is made, kept, or back-propagated (a classifier that reads the
+        last state); a bidirectional module still holds its layers' outputs (NOTE [
+        Bidirectional modules and the budget ]), and the plain path is torch's."""
+        if self.memory_budget is None or not self._needs_grad(input, hx):
+            self.last_plan, self.last_stats = None, None
+            return super().forward(input, hx)[1]
+        return self._budgeted(input, hx, outputs=False)[1]
+
+    def _budgeted(self, input: Any, hx: Any, outputs: bool = True) -> Any:
         name = type(self).__name__
         x, flat, lengths, unbatched, packed = self._prepare(input, hx)
         T, B, _ = x.shape
@@ -389,7 +399,8 @@ class _BudgetedRNN(nn.RNNBase):
             seg = self._segment(layers, d, chunk=fplan.chunks[i], keep_chunk=fplan.keep_chunks[i],
                                 lengths=lengths)
             params = tuple(seg.flat)
-            y, final, st = run_plan(seg, xin, state, params, fplan.plans[i].plan)
+            y, final, st = run_plan(seg, xin, state, params, fplan.plans[i].plan,
+                                    outputs=outputs or self.bidirectional)
             stats.append(st)
             return y, final
 
@@ -411,6 +422,13 @@ class _BudgetedRNN(nn.RNNBase):
             final = tuple(torch.cat(parts, 0) for parts in zip(*finals, strict=True))
         self.last_plan, self.last_stats = fplan, tuple(stats)
         hidden: Any = final if self.mode == "LSTM" else final[0]
+        if not outputs:  # final_state(): the state alone, in the caller's order and shape
+            if packed is not None:
+                return None, self.permute_hidden(hidden, packed.unsorted_indices)
+            if unbatched:
+                hidden = (tuple(h.squeeze(1) for h in final) if self.mode == "LSTM"
+                          else final[0].squeeze(1))
+            return None, hidden
         if packed is not None:
             assert lengths is not None
             data = pack_padded_sequence(y, lengths, enforce_sorted=True).data

@@ -130,6 +130,12 @@ class FusedSegment(Segment):
                              f"{self.num_layers} layers; give one per gap between layers")
         self.first_pass = False  # set by run(): whether the executor's first sweep runs it
 
+    @property
+    def grad_params(self) -> list[Tensor]:
+        """Every tensor a kept run's graph uses that may need a gradient (the probe
+        differentiates them): here the kernels' weights."""
+        return self.flat
+
     # --- one kernel call -----------------------------------------------------------------
 
     def _kernel(

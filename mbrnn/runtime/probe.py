@@ -348,6 +348,9 @@ def probe_fused(
     state_shapes: Sequence[tuple[int, ...]],
     device: torch.device,
     dtype: torch.dtype,
+    *,
+    make_input: Callable[[int], torch.Tensor] | None = None,
+    lengths: tuple[int, int, int] = PROBE_LENGTHS,
 ) -> tuple[FusedSizes, list[torch.Tensor]]:
     """Measure one recurrence's fused calls (a :class:`~mbrnn.runtime.fused.FusedSegment`).
 
@@ -360,6 +363,11 @@ def probe_fused(
     ``run_bytes``. The same three ways measure a call without autograd (a sweep's
     transient, per step and per call) and a kept call's backward (its transient per step).
 
+    ``make_input(L)`` builds an ``(L, B, ...)`` input where it is not ``features`` floats
+    (token ids, say); such an input never needs a gradient. ``lengths`` replaces the three
+    probe lengths where a step is large (a language model's readout: the probe's own peak
+    must stay small).
+
     Returns:
         ``(sizes, example)``: the sizes, and one step's input and state tensors.
     """
@@ -367,18 +375,23 @@ def probe_fused(
     B = state_shapes[0][1]
 
     def inputs(L: int, grad: bool) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        x = torch.randn(L, B, features, generator=gen, dtype=dtype).to(device)
+        if make_input is None:
+            x = torch.randn(L, B, features, generator=gen, dtype=dtype).to(device)
+        else:
+            x = make_input(L)
         st = tuple(torch.zeros(s, dtype=dtype, device=device) for s in state_shapes)
         if grad:
-            return x.requires_grad_(), tuple(t.requires_grad_() for t in st)
+            if x.is_floating_point():
+                x = x.requires_grad_()
+            return x, tuple(t.requires_grad_() for t in st)
         return x, st
 
     chunk, keep_chunk = segment.chunk, segment.keep_chunk
-    segment.chunk = segment.keep_chunk = max(PROBE_LENGTHS)
+    segment.chunk = segment.keep_chunk = max(lengths)
     try:
         kept: dict[int, int] = {}
         state_bytes = 0
-        for L in PROBE_LENGTHS:
+        for L in lengths:
             x, st = inputs(L, True)
             with MemoryMeter(device) as meter, torch.enable_grad():
                 ys, new = segment.run(0, x, st, out=None, keep_y=True, seed=None, check=None)
@@ -387,7 +400,7 @@ def probe_fused(
             state_bytes = sum(t.numel() * t.element_size() for t in new)
             del ys, new
         back: dict[int, int] = {}  # a kept call's backward, beyond what the call holds
-        for L in PROBE_LENGTHS[1:]:
+        for L in lengths[1:]:
             x, st = inputs(L, True)
             x = x.detach()  # the input's gradient is charged where it is needed
             with torch.enable_grad():
@@ -395,20 +408,20 @@ def probe_fused(
             outs = [ys, *new]
             grads = [torch.ones_like(o) for o in outs]
             with MemoryMeter(device) as meter:
-                torch.autograd.grad(outs, [*st, *segment.flat], grads, allow_unused=True)
+                torch.autograd.grad(outs, [*st, *segment.grad_params], grads, allow_unused=True)
             back[L] = meter.peak
             del ys, new, outs, grads
         swept: dict[int, int] = {}
-        for L in PROBE_LENGTHS[1:]:
+        for L in lengths[1:]:
             x, st = inputs(L, False)
             with MemoryMeter(device) as meter, torch.no_grad():
                 segment.run(0, x, st, out=None, keep_y=False, seed=None, check=None)
             swept[L] = meter.peak
     finally:
         segment.chunk, segment.keep_chunk = chunk, keep_chunk
-    L1, L2 = PROBE_LENGTHS[1:]
+    L1, L2 = lengths[1:]
     internal = max(state_bytes, math.ceil((kept[L2] - kept[L1]) / (L2 - L1)))
-    run_bytes = max(0, *(kept[L] - L * internal for L in PROBE_LENGTHS))
+    run_bytes = max(0, *(kept[L] - L * internal for L in lengths))
     sweep_step = max(0, math.ceil((swept[L2] - swept[L1]) / (L2 - L1)))
     sweep = max(0, *(swept[L] - L * sweep_step for L in (L1, L2)))
     keep_step = max(0, math.ceil((back[L2] - back[L1]) / (L2 - L1)))
@@ -530,10 +543,11 @@ def measure_working(
         assert out_bytes is not None
         return max(0, int(peak - out_bytes - simulate(plan).peak))
 
-    saved = [p.grad for p in params]
+    leaves = [p for p in params if p.is_leaf]  # a view (a wrapped weight) keeps no .grad
+    saved = [p.grad for p in leaves]
     try:
         multi, single = once("chen", 4), once("recompute_all", 3)
     finally:
-        for p, g in zip(params, saved, strict=True):
+        for p, g in zip(leaves, saved, strict=True):
             p.grad = g
     return Working(single=single, multi=max(single, multi))
