@@ -77,6 +77,76 @@ def test_lm_budgeted_gradients_equal_plain_autograd(cell: str, layers: int,
     assert len(steps) >= 3  # the plans really differed
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_lm_eager_readout_chunked_softmax_equals_autograd(bias: bool) -> None:
+    """The hand-written readout, in one pass and in two over vocabulary chunks (the
+    log-sum-exp first), equals autograd's cross-entropy: losses, output gradients and
+    the decoder's accumulated gradients, the output mask applied."""
+    from mbrnn.models.language_model import readout_rows
+
+    model = _lm(None, vocab=37, size=6).train()
+    assert model.decoder is not None
+    if not bias:
+        model.decoder.bias = None
+    gen = torch.Generator().manual_seed(3)
+    y = torch.randn(5, 4, 6, generator=gen, dtype=torch.float64)
+    targets = torch.randint(0, 37, (5, 4), generator=gen)
+    mask = (torch.rand(4, 6, generator=gen) > 0.3).to(torch.float64) / 0.7
+    leaf = y.clone().requires_grad_()
+    ref = F.cross_entropy(model.decoder(leaf * mask).view(-1, 37), targets.view(-1),
+                          reduction="none")
+    params = [p for p in model.decoder.parameters()]
+    want = torch.autograd.grad(ref.sum(), [leaf, *params])
+    for chunk in (37, 100, 8, 5, 1):
+        rows = y * mask  # the buffer holds the masked outputs
+        acc = [torch.zeros_like(p) for p in params]
+        loss = readout_rows(model, rows, targets, mask, chunk, acc)
+        torch.testing.assert_close(loss, ref.view(5, 4), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(rows, want[0], rtol=1e-12, atol=1e-12)  # d loss / d y
+        for a, w in zip(acc, want[1:], strict=True):
+            torch.testing.assert_close(a, w, rtol=1e-12, atol=1e-12)
+
+
+def test_lm_softmax_transient_bounds_the_measured_readout() -> None:
+    """The planner charges :func:`softmax_transient` for the eager readout: it bounds
+    the measured allocation, one pass and two, and is not loose by more than 2x."""
+    from mbrnn.models.language_model import _Shape, readout_rows, softmax_transient
+
+    V, H, B = 5000, 32, 6
+    model = _lm(None, vocab=V, size=H, dtype=torch.float32).train()
+    for steps, chunk in ((1, V), (7, V), (7, 300), (3, 128)):
+        rows = torch.randn(steps, B, H)
+        targets = torch.randint(0, V, (steps, B))
+        acc = [torch.zeros_like(p) for p in model._readout_params()]
+        with MemoryMeter("cpu") as meter:
+            readout_rows(model, rows, targets, None, chunk, acc)
+        bound = softmax_transient(B, H, V, _Shape(steps, chunk), 4)
+        assert meter.peak <= bound, (steps, chunk, meter.peak, bound)
+        assert meter.peak >= bound / 2, (steps, chunk, meter.peak, bound)
+
+
+def test_lm_eager_readout_across_pieces_and_shapes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The eager readout waits for whole groups of steps across the first sweep's calls
+    (one-step runs under recomputation) and reads out chunked: gradients equal plain
+    autograd's whatever the shape."""
+    from mbrnn.models import language_model as lm
+
+    ids = torch.randint(0, 30, (41, 3), generator=torch.Generator().manual_seed(0))
+    plain = _lm(None, drop=0.3).train()
+    l0, g0, _ = _loss_and_grads(plain, ids)
+    model = _lm(1, drop=0.3).train()
+    model.config.readout, model.config.policy = "eager", "recompute_all"
+    model.config.memory_budget = 2**40
+    for shape in (lm._Shape(1, 30), lm._Shape(7, 30), lm._Shape(6, 4), lm._Shape(64, 11)):
+        monkeypatch.setattr(lm.LanguageModel, "_readout_shapes",
+                            lambda self, T, B, budget, transient, s=shape: [s])
+        loss, g, _ = _loss_and_grads(model, ids)
+        assert model.last_plan is not None and model.last_plan.plan.policy == "recompute_all"
+        assert float(loss) == pytest.approx(float(l0), rel=0, abs=1e-12)
+        for a, b in zip(g, g0, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
 def test_lm_adaptive_softmax_equals_torchs_on_full_logits() -> None:
     """Grave et al. (2017) through the budgeted path: the loss is torch's
     AdaptiveLogSoftmaxWithLoss, and evaluation's perplexity is exact (log-probabilities

@@ -13,18 +13,28 @@ NOTE [ The readout inside the budget ]
 A language model's largest activations are not its recurrent states but its readout:
 ``(T, B, vocab)`` logits and their softmax. The budgeted path runs embedding, layers and
 readout inside one :class:`~mbrnn.runtime.executor.Segment` (:class:`_LMSegment`), whose
-per-step output is the per-example loss, so no ``(T, B, vocab)`` tensor, nor the
+per-step output is the per-example loss (eager: zeros carrying its gradient, the losses
+kept apart), so no ``(T, B, vocab)`` tensor, nor the
 ``(T, B, E)`` embeddings or ``(T, B, H)`` outputs, is ever held whole. Two ways to
 back-propagate the readout, chosen per call:
 
 - *eager* (when a ``(T, B, H)`` gradient fits a quarter of the budget: word-level
-  models): the first sweep, which computes every step once, also computes each step's
-  readout gradient, ``d loss_t / d y_t`` and the readout parameters' share, a few steps
-  at a time. The kept runs then carry ``y_t * g_t`` (its gradient is ``g_t``) instead of
-  the readout, so the readout runs forward and backward once per step, as plain
-  autograd's does, whatever the plan recomputes. The readout parameters' gradient is
-  handed back when the loss is back-propagated (:class:`_ReadoutGrad`). Exact because
-  the loss is a mean: the gradient reaching every step's loss is the same number.
+  models): the first sweep, which computes every step once and in order, also reads
+  every step out once. Each step's output waits in a ``(T, B, H)`` buffer until a group
+  of steps is complete (groups span the sweep's calls, which under recomputation may be
+  one step long), and the group is then read out at once: its losses, ``d loss_t / d
+  y_t`` written over the outputs, and the readout parameters' gradients added into
+  accumulators. The full softmax is differentiated by hand (``_softmax_grads``): the
+  logits are held ``(rows, chunk)`` at a time, the whole vocabulary in one pass, or in
+  two passes over chunks of it (the log-sum-exp first) where the budget allows few
+  rows; the decoder's gradient is added with ``addmm_``, never materialised apart. The
+  group and chunk come from a share of the budget (``_readout_shapes``), and the planner
+  charges their bound (``softmax_transient``). The kept runs then carry zeros whose
+  gradient is ``g_t`` instead of the readout, so the readout runs forward and backward
+  once per step, as plain autograd's does, whatever the plan recomputes. The readout
+  parameters' gradient is handed back when the loss is back-propagated
+  (:class:`_ReadoutGrad`). Exact because the loss is a mean: the gradient reaching
+  every step's loss is the same number.
 - *graph* (long windows of small vocabularies: character models): the readout is part
   of each kept run's graph, like any step's internal state; the probe measures it and
   the planner budgets it.
@@ -403,21 +413,23 @@ class LanguageModel(nn.Module):
                                 self._budgets, (T, B, ids.device))
         assert budget is not None
         weights = self._weights()
-        rp, eager, chunk, group = self._choose(T, B, budget, masks)
+        rp, eager, chunk, shape = self._choose(T, B, budget, masks)
         grads = _Eager.make(self, T, B) if eager else None
-        seg = _LMSegment(self, masks, weights, grads)
-        seg.chunk, seg.readout_steps = chunk, group
+        seg = _LMSegment(self, masks, weights, grads, targets, shape)
+        seg.chunk = chunk
         x = torch.stack([ids, targets], dim=-1)  # (T, B, 2)
         losses, final, _ = run_plan(seg, x, flat, seg.params, rp.plan, preserve_rng_state=False)
         self.last_plan = rp
-        loss = losses.mean()
-        if grads is not None:  # hand the readout's parameter gradients back
-            loss = _ReadoutGrad.apply(loss, grads, T * B, *self._readout_params())
-        return loss, final
+        if grads is None:
+            return losses.mean(), final
+        # eager: the runs' zeros carry the readout's gradient, the buffer holds the losses
+        loss = (losses.squeeze(-1) + grads.losses).mean()
+        # and hand the readout's parameter gradients back
+        return _ReadoutGrad.apply(loss, grads, T * B, *self._readout_params()), final
 
     def _choose(self, T: int, B: int, budget: int, masks: _Masks
-                ) -> tuple[RecurrencePlan, bool, int, int]:
-        """``(plan, eager, chunk, readout group)``: the eager readout where its ``(T, B, H)``
+                ) -> tuple[RecurrencePlan, bool, int, _Shape | None]:
+        """``(plan, eager, chunk, readout shape)``: the eager readout where its ``(T, B, H)``
         gradient takes at most a quarter of the budget and a plan fits beside it (it never
         recomputes the readout), else the readout in the kept runs' graph: NOTE [ The
         readout inside the budget ]."""
@@ -428,24 +440,62 @@ class LanguageModel(nn.Module):
         failed: list[InfeasibleBudgetError] = []
         for eager in modes:
             try:
-                rp, chunk, group = self._plan(T, B, budget, eager, masks)
+                rp, chunk, shape = self._plan(T, B, budget, eager, masks)
             except InfeasibleBudgetError as e:
                 failed.append(e)
                 continue
-            return rp, eager, chunk, group
+            return rp, eager, chunk, shape
         raise min(failed, key=lambda e: e.minimum)
 
     def _fixed_bytes(self, T: int, B: int, eager: bool) -> int:
         """What a call holds outside the recurrence's plan: the ids and targets it runs on
         ``(T, B, 2)``, the per-example losses and their gradient, and with the eager readout
-        the gradients of the outputs and of the readout's parameters (accumulated, then
-        handed back)."""
+        its buffers: outputs (then their gradients), losses, and the gradients of the
+        readout's parameters (accumulated, then handed back)."""
         elt = self.embedding.weight.element_size()
         io = T * B * (2 * 8 + 2 * elt)
         if not eager:
             return io
         params = sum(p.numel() * p.element_size() for p in self._readout_params())
-        return io + T * B * self.config.hidden_size * elt + params
+        return io + T * B * (self.config.hidden_size + 2) * elt + params
+
+    def _readout_shapes(self, T: int, B: int, budget: int, transient: tuple[int, int]
+                        ) -> list[_Shape]:
+        """The eager readout's shapes to try, largest first: for an eighth of the budget,
+        a 32nd, a 128th, and the smallest.
+
+        By hand (:func:`manual_softmax`): the whole vocabulary at once where that reads out
+        256 rows or more a call, else two passes over chunks of it with up to 2,048 rows a
+        call (a few rows a call leave the matrix products bound by reading the decoder).
+        Through autograd: as many steps as the probed transient ``(base, per step)`` allows.
+        """
+        c = self.config
+        V, H = c.vocab_size, c.hidden_size
+        elt = self.embedding.weight.element_size()
+        manual = manual_softmax(self, self.embedding.weight.dtype, self.device)
+        small = _Shape(1, min(V, 128) if manual else V)
+
+        def fitting(room: int) -> _Shape:
+            if not manual:
+                base, per = transient
+                return _Shape(max(1, min(256, T, (room - base) // max(1, per))), V)
+            rows = room // max(1, softmax_transient(1, H, V, _Shape(1, V), elt))
+            if rows >= min(T * B, 256):
+                return _Shape(max(1, min(256, T, rows // B)), V)
+            steps = max(1, min(T, 2048 // B))
+            while steps > 1 and softmax_transient(B, H, V, _Shape(steps, 256), elt) > room:
+                steps //= 2
+            left = room - softmax_transient(B, H, V, _Shape(steps, 0), elt)
+            return _Shape(steps, max(small.chunk, min(V, left // (elt * (steps * B + 1)))))
+
+        return list(dict.fromkeys([*(fitting(budget // k) for k in (8, 32, 128)), small]))
+
+    def _readout_bytes(self, B: int, shape: _Shape, transient: tuple[int, int]) -> int:
+        if manual_softmax(self, self.embedding.weight.dtype, self.device):
+            c = self.config
+            return softmax_transient(B, c.hidden_size, c.vocab_size, shape,
+                                     self.embedding.weight.element_size())
+        return transient[0] + shape.steps * transient[1]
 
     def _planning_masks(self, B: int) -> _Masks:
         """Masks of a training call's shapes, without drawing from the RNG (for planning:
@@ -498,6 +548,7 @@ class LanguageModel(nn.Module):
         # weight dropout, whose graph the call itself needs
         weights = [[getattr(self.rnn, n).detach().requires_grad_() for n in names]
                    for names in self.rnn._all_weights]
+        # the probe never reads out (no targets): the readout is charged apart
         probe = _LMSegment(self, masks, weights,
                            _Eager.make(self, max(lengths), B, accumulate=False) if eager else None)
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
@@ -507,29 +558,41 @@ class LanguageModel(nn.Module):
             working = measure_working(probe, ids(1)[0], tuple(example[1:]), probe.params,
                                       chain_for(sizes, 4, chunk=1, keep_chunk=1))
             transient = (0, 0)
-            if eager:
-                one, four = probe.readout_transient(B, 1), probe.readout_transient(B, 4)
+            if eager and not manual_softmax(self, dt, dev):
+                one, four = self._measure_readout(B, 1), self._measure_readout(B, 4)
                 per = max(0, math.ceil((four - one) / 3))
                 transient = (max(0, one - per), per)
         hit = (sizes, working, transient)
         self._sizes[key] = hit
         return hit
 
+    def _measure_readout(self, B: int, steps: int) -> int:
+        """The measured transient of the readout through autograd over ``steps`` steps."""
+        H, ref = self.config.hidden_size, self.embedding.weight
+        rows = torch.randn(steps, B, H, generator=torch.Generator().manual_seed(0),
+                           dtype=ref.dtype).to(ref.device)
+        targets = torch.zeros((steps, B), dtype=torch.int64, device=ref.device)
+        with MemoryMeter(ref.device) as meter:
+            readout_rows(self, rows, targets, None, self.config.vocab_size, [])
+        return meter.peak
+
     def _plan(self, T: int, B: int, budget: int, eager: bool, masks: _Masks
-              ) -> tuple[RecurrencePlan, int, int]:
-        """``(plan, chunk, readout group)`` for one readout kind."""
-        sizes, working, (base, per) = self._probe(B, eager, masks, budget)
-        group = 1
-        if eager:  # the readout's groups of steps: an eighth of the budget
-            group = max(1, min(256, (budget // 8 - base) // max(1, per)))
+              ) -> tuple[RecurrencePlan, int, _Shape | None]:
+        """``(plan, chunk, readout shape)`` for one readout kind."""
+        sizes, working, transient = self._probe(B, eager, masks, budget)
+        shapes: list[_Shape | None] = [None]
+        if eager:
+            shapes = list(self._readout_shapes(T, B, budget, transient))
         chunk = MAX_CHUNK
         if sizes.sweep_step_bytes > 0:  # a sweep's pieces: a small share of the budget
             chunk = max(1, min(MAX_CHUNK, budget // (32 * sizes.sweep_step_bytes)))
         context = f"seq_len={T}, batch {B}"
-        # the smallest budgets sweep one step a call and read out one step at a time
-        tries = list(dict.fromkeys([(chunk, group), (1, group), (chunk, 1), (1, 1)]))
-        for k, (c, g) in enumerate(tries):
-            fixed = self._fixed_bytes(T, B, eager) + (max(0, g - 1) * per if eager else 0)
+        # the smallest budgets sweep one step a call and read out the least at a time
+        tries = list(dict.fromkeys((c, r) for r in shapes for c in (chunk, 1)))
+        for k, (c, shape) in enumerate(tries):
+            fixed = self._fixed_bytes(T, B, eager)
+            if shape is not None:
+                fixed += self._readout_bytes(B, shape, transient)
             try:
                 rp = fit(chain_for(sizes, T, chunk=c, keep_chunk=MAX_CHUNK),
                          max(0, budget - fixed), self.config.policy, working,
@@ -546,7 +609,7 @@ class LanguageModel(nn.Module):
                     f"to at least "
                     f"{format_size(least)} or shorten the window (bptt)",
                     minimum=least) from None
-            return RecurrencePlan(rp.plan, budget, rp.working + fixed, rp.kept_peak), c, g
+            return RecurrencePlan(rp.plan, budget, rp.working + fixed, rp.kept_peak), c, shape
         raise AssertionError("unreachable")  # pragma: no cover
 
     def plan_for(self, seq_len: int, batch_size: int, *,
@@ -636,39 +699,54 @@ class LanguageModel(nn.Module):
 # ---------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """How the eager readout runs: ``steps`` steps at a time, the vocabulary in chunks of
+    ``chunk`` (``chunk < vocab``: two passes, the log-sum-exp first)."""
+
+    steps: int
+    chunk: int
+
+
 @dataclass
 class _Eager:
-    """The eager readout's gradients: of each step's output, and of the readout's
-    parameters summed over steps (NOTE [ The readout inside the budget ])."""
+    """The eager readout's buffers (NOTE [ The readout inside the budget ]): each step's
+    output until it is read out, then its gradient ``d loss_{t,b} / d y_{t,b}``; the
+    per-example losses; the readout parameters' gradients summed over steps."""
 
-    outputs: Tensor  # (T, B, H): d loss_{t,b} / d y_{t,b}
+    outputs: Tensor  # (T, B, H)
+    losses: Tensor  # (T, B)
     params: list[Tensor]
 
     @classmethod
     def make(cls, model: LanguageModel, T: int, B: int, accumulate: bool = True) -> _Eager:
         """Buffers for ``T`` steps; without the parameters' accumulators where
-        ``accumulate`` is false (a probe: its readout gradients are computed and dropped,
-        the accumulators being charged apart)."""
+        ``accumulate`` is false (a probe: it never reads out)."""
         ref = model.embedding.weight
-        return cls(ref.new_zeros((T, B, model.config.hidden_size)),
+        return cls(ref.new_zeros((T, B, model.config.hidden_size)), ref.new_zeros((T, B)),
                    [torch.zeros_like(p) for p in model._readout_params()] if accumulate else [])
 
 
 class _LMSegment(FusedSegment):
     """A run of the language model: ids and targets ``(L, B, 2)`` to per-example losses
-    ``(L, B, 1)``, through embedding, fused layers and readout."""
+    ``(L, B, 1)``, through embedding, fused layers and readout (eager: zeros that carry
+    the readout's gradient, the losses themselves going to the eager buffer)."""
 
     run_cost_steps = RUN_COST_STEPS
 
     def __init__(self, model: LanguageModel, masks: _Masks, weights: list[list[Tensor]],
-                 eager: _Eager | None) -> None:
+                 eager: _Eager | None, targets: Tensor | None = None,
+                 shape: _Shape | None = None) -> None:
         rnn = model.rnn
         super().__init__(rnn.mode, weights, has_biases=rnn.bias, hidden_out=rnn.hidden_size,
                          dropout=0.0, chunk=MAX_CHUNK, layer_masks=masks.layers, quiet=True)
         self.model = model
         self.masks = masks
         self.eager = eager
-        self.readout_steps = 1  # steps per group of the eager readout (set by the plan)
+        # the eager readout: the call's targets (T, B) and how it reads out; none in a probe
+        self.targets = targets
+        self.shape = shape
+        self.read = 0  # steps read out so far (the first sweep runs them in order)
         layer = [w for ws in weights for w in ws]
         readout = [] if eager is not None else model._readout_params()
         # the embedding's gradient is sparse in the kept runs; it reaches the weight dense:
@@ -689,89 +767,6 @@ class _LMSegment(FusedSegment):
     def grad_params(self) -> list[Tensor]:
         return self.params
 
-    def readout_transient(self, B: int, steps: int) -> int:
-        """The eager readout's memory on top of what it keeps, for groups of ``steps``."""
-        assert self.eager is not None
-        H = self.model.config.hidden_size
-        ref = self.model.embedding.weight
-        y = torch.randn(steps, B, H, generator=torch.Generator().manual_seed(0),
-                        dtype=ref.dtype).to(ref.device)
-        t = torch.zeros(y.shape[:2], dtype=torch.int64, device=ref.device)
-        group, self.readout_steps = self.readout_steps, steps
-        try:
-            with MemoryMeter(ref.device) as meter:
-                self._eager_readout(0, y, t, scratch=True)
-        finally:
-            self.readout_steps = group
-        return meter.peak
-
-    def _eager_readout(self, t0: int, y: Tensor, targets: Tensor, scratch: bool = False
-                       ) -> Tensor:
-        """Losses of ``y`` (L, B, H); their gradients into the eager buffers (unless
-        ``scratch``), a group of steps at a time."""
-        assert self.eager is not None
-        model, out_mask = self.model, self.masks.output
-        params = model._readout_params()
-        losses = []
-        step = self.readout_steps
-        manual = self._manual_softmax(y)
-        for i in range(0, y.shape[0], step):
-            if manual:
-                yd = y[i:i + step] * out_mask if out_mask is not None else y[i:i + step]
-                loss, gy = self._softmax_readout(yd, targets[i:i + step], scratch)
-                if not scratch:
-                    if out_mask is not None:
-                        gy.mul_(out_mask)
-                    self.eager.outputs[t0 + i:t0 + i + loss.shape[0]].copy_(gy)
-                losses.append(loss)
-                continue
-            with torch.enable_grad():
-                leaf = y[i:i + step].detach().requires_grad_()
-                yd = leaf * out_mask if out_mask is not None else leaf
-                loss = model.readout(yd, targets[i:i + step])
-                # an adaptive softmax's tail clusters may see no target in these steps
-                got = torch.autograd.grad(loss.sum(), [leaf, *params], allow_unused=True)
-            if not scratch:
-                self.eager.outputs[t0 + i:t0 + i + loss.shape[0]].copy_(got[0])
-                for acc, g in zip(self.eager.params, got[1:], strict=False):  # none in a probe
-                    if g is not None:
-                        acc.add_(g)
-            losses.append(loss.detach())
-        return torch.cat(losses) if len(losses) > 1 else losses[0]
-
-    def _manual_softmax(self, y: Tensor) -> bool:
-        """Whether the eager readout computes the full softmax's gradients by hand (float32
-        and float64 without autocast), writing the parameters' share into the accumulators
-        with no parameter-sized temporary; else through autograd."""
-        return (self.model.adaptive is None and y.dtype in (torch.float32, torch.float64)
-                and not torch.is_autocast_enabled(y.device.type))
-
-    def _softmax_readout(self, y: Tensor, targets: Tensor, scratch: bool
-                         ) -> tuple[Tensor, Tensor]:
-        """Losses ``(L, B)`` and their gradient ``(L, B, H)`` for the full softmax, in one
-        ``(L B, vocab)`` buffer: logits, then softmax minus one-hot in place; the decoder's
-        gradient is added into the accumulators (``addmm_``), never materialised apart."""
-        assert self.eager is not None
-        decoder = self.model.decoder
-        assert decoder is not None
-        W, b = decoder.weight.detach(), decoder.bias
-        flat, tgt = y.detach().reshape(-1, y.shape[-1]), targets.reshape(-1, 1)
-        z = torch.addmm(b.detach(), flat, W.t()) if b is not None else flat @ W.t()
-        picked = z.gather(1, tgt).squeeze(1)
-        top = z.amax(1)
-        z.sub_(top.unsqueeze(1)).exp_()
-        total = z.sum(1)
-        loss = top.add_(total.log()).sub_(picked)  # log-sum-exp less the target's logit
-        z.div_(total.unsqueeze(1))
-        z.scatter_add_(1, tgt, z.new_full(tgt.shape, -1.0))  # d loss / d logits
-        gy = z @ W
-        acc = self.eager.params
-        if not scratch and acc:  # none in a probe
-            acc[0].addmm_(z.t(), flat)
-            if b is not None:
-                acc[1].add_(z.sum(0))
-        return loss.view(targets.shape), gy.view(y.shape)
-
     def _piece(self, t0: int, x: Tensor, state: tuple[Tensor, ...], seed: Any,
                need_y: bool = True) -> tuple[Tensor, tuple[Tensor, ...]]:
         ids, targets = x[..., 0], x[..., 1]
@@ -779,28 +774,155 @@ class _LMSegment(FusedSegment):
                                 seed)
         if not need_y:  # a re-run sweep: nobody reads the losses (a view of their shape)
             return y[..., :1], new
+        out_mask = self.masks.output
         if self.eager is None:  # the readout in the kept run's graph
-            yd = y * self.masks.output if self.masks.output is not None else y
+            yd = y * out_mask if out_mask is not None else y
             return self.model.readout(yd, targets).unsqueeze(-1), new
         g = self.eager.outputs[t0:t0 + y.shape[0]]
-        if not self.first_pass:  # a kept run re-run: the readout's gradient is stored
-            return _Carry.apply(y, g), new
-        losses = self._eager_readout(t0, y, targets).unsqueeze(-1)
+        if self.first_pass:  # the output waits in the buffer for its readout
+            g.copy_(y.detach() * out_mask if out_mask is not None else y.detach())
+            stop = t0 + y.shape[0]
+            if self.shape is not None and (stop - self.read >= self.shape.steps
+                                           or stop == self.eager.outputs.shape[0]):
+                self._read_out(stop)
         if not torch.is_grad_enabled():
-            return losses, new
-        carried = _Carry.apply(y, g)  # value: the loss; gradient: g
-        return losses + carried - carried.detach(), new
+            return y.new_zeros((*y.shape[:2], 1)), new
+        return _Carry.apply(y, g), new  # zeros; gradient g (read out by the backward)
+
+    def _read_out(self, stop: int) -> None:
+        """Read out steps ``read .. stop`` of the buffer: their losses into the eager
+        buffer, each step's output replaced by its gradient, the readout parameters'
+        gradients added into the accumulators."""
+        assert self.eager is not None and self.targets is not None and self.shape is not None
+        start, self.read = self.read, stop
+        step = self.shape.steps
+        for i in range(start, stop, step):
+            j = min(stop, i + step)
+            self.eager.losses[i:j] = readout_rows(
+                self.model, self.eager.outputs[i:j], self.targets[i:j], self.masks.output,
+                self.shape.chunk, self.eager.params)
+
+
+def manual_softmax(model: LanguageModel, dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether the eager readout computes the full softmax's gradients by hand (float32 and
+    float64 without autocast), writing the parameters' share into the accumulators with no
+    parameter-sized temporary; else through autograd (adaptive softmax, autocast)."""
+    return (model.adaptive is None and dtype in (torch.float32, torch.float64)
+            and not torch.is_autocast_enabled(device.type))
+
+
+def readout_rows(model: LanguageModel, rows: Tensor, targets: Tensor, out_mask: Tensor | None,
+                 chunk: int, acc: list[Tensor]) -> Tensor:
+    """The eager readout of ``rows`` ``(L, B, H)``, outputs with the output mask applied:
+    returns the losses ``(L, B)``, writes ``d loss / d y`` over ``rows`` and adds the readout
+    parameters' gradients into ``acc`` (none: dropped)."""
+    if manual_softmax(model, rows.dtype, rows.device):
+        flat = rows.view(-1, rows.shape[-1])
+        loss, gy = _softmax_grads(model, flat, targets.reshape(-1), chunk, acc)
+        del flat
+    else:
+        params = model._readout_params()
+        with torch.enable_grad():
+            leaf = rows.detach().requires_grad_()  # the graph is gone before rows are written
+            loss = model.readout(leaf, targets)
+            # an adaptive softmax's tail clusters may see no target in these steps
+            got = torch.autograd.grad(loss.sum(), [leaf, *params], allow_unused=True)
+        for a, g in zip(acc, got[1:], strict=False):
+            if g is not None:
+                a.add_(g)
+        loss, gy = loss.detach(), got[0]
+        del got, leaf
+    if out_mask is not None:
+        gy = gy.view(rows.shape).mul_(out_mask)
+    rows.copy_(gy.view(rows.shape))
+    return loss.view(targets.shape)
+
+
+def _softmax_grads(model: LanguageModel, y: Tensor, targets: Tensor, chunk: int,
+                   acc: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """Losses ``(N,)`` and ``d loss / d y`` ``(N, H)`` of the full softmax of ``y`` ``(N, H)``;
+    the decoder's gradients are added into ``acc`` with ``addmm_``, never materialised
+    apart. The logits are held ``(N, chunk)`` at a time: one chunk of the whole vocabulary
+    (logits, then softmax less one-hot, in place), or, with a smaller chunk, two passes:
+    the log-sum-exp first (online, Milakov and Gimelshein 2018), then each chunk's
+    gradient."""
+    decoder = model.decoder
+    assert decoder is not None
+    W = decoder.weight.detach()
+    b = decoder.bias.detach() if decoder.bias is not None else None
+    V, N = W.shape[0], y.shape[0]
+    rows = torch.arange(N, device=y.device)
+
+    def logits(v0: int, v1: int) -> Tensor:
+        w = W[v0:v1].t()
+        return torch.addmm(b[v0:v1], y, w) if b is not None else y @ w
+
+    if chunk >= V:  # one pass
+        z = logits(0, V)
+        picked = z[rows, targets]
+        lse = z.amax(1)
+        z.sub_(lse.unsqueeze(1)).exp_()
+        total = z.sum(1)
+        z.div_(total.unsqueeze(1))
+        lse.add_(total.log_())
+        z[rows, targets] -= 1.0  # d loss / d logits
+        gy = z @ W
+        if acc:
+            acc[0].addmm_(z.t(), y)
+            if b is not None:
+                acc[1].add_(z.sum(0))
+        return lse.sub_(picked), gy
+    # pass one: the running maximum and sum of exponentials, and the targets' logits
+    top = y.new_full((N,), float("-inf"))
+    total = y.new_zeros(N)
+    picked = y.new_zeros(N)
+    for v0 in range(0, V, chunk):
+        v1 = min(V, v0 + chunk)
+        z = logits(v0, v1)
+        here = (targets >= v0) & (targets < v1)
+        picked[here] = z[rows[here], targets[here] - v0]
+        new_top = torch.maximum(top, z.amax(1))
+        total.mul_((top - new_top).exp_()).add_(z.sub_(new_top.unsqueeze(1)).exp_().sum(1))
+        top = new_top
+        del z
+    lse = top.add_(total.log_())
+    # pass two: each chunk's softmax less one-hot, and its share of every gradient
+    gy = y.new_zeros(y.shape)
+    for v0 in range(0, V, chunk):
+        v1 = min(V, v0 + chunk)
+        z = logits(v0, v1)
+        z.sub_(lse.unsqueeze(1)).exp_()
+        here = (targets >= v0) & (targets < v1)
+        z[rows[here], targets[here] - v0] -= 1.0
+        gy.addmm_(z, W[v0:v1])
+        if acc:
+            acc[0][v0:v1].addmm_(z.t(), y)
+            if b is not None:
+                acc[1][v0:v1].add_(z.sum(0))
+        del z
+    return lse.sub_(picked), gy
+
+
+def softmax_transient(B: int, hidden: int, vocab: int, shape: _Shape, elt: int) -> int:
+    """An upper bound on the bytes :func:`_softmax_grads` allocates for ``shape``: the
+    ``(N, chunk)`` logits, the ``(N, H)`` gradient, a chunk's column sums and a few
+    ``(N,)`` vectors (indices, masks, maxima), ``N = steps * B``."""
+    n = shape.steps * B
+    c = min(shape.chunk, vocab)
+    return elt * (n * (c + hidden) + c) + n * (6 * elt + 4 * 8 + 2)
 
 
 class _Carry(torch.autograd.Function):
-    """``(y * g).sum(-1)`` whose gradient is ``grad * g``, with ``g`` a view of the eager
-    buffer held as is: later rows are written into the buffer, which autograd's saved-tensor
-    version check would take for a change of this run's rows."""
+    """Zeros ``(L, B, 1)`` whose gradient is ``grad * g``, with ``g`` a view of the eager
+    buffer held as is: the buffer's rows are written after this run (the readout's
+    gradient replaces the output), which autograd's saved-tensor version check would take
+    for a change of this run's rows. The value is the same in the first pass and in a
+    re-run, and the losses are added apart."""
 
     @staticmethod
     def forward(ctx: Any, y: Tensor, g: Tensor) -> Tensor:
-        ctx.g, ctx.dtype = g, y.dtype  # in y's dtype, as the losses (autocast: bfloat16)
-        return (y * g).sum(-1, keepdim=True).to(y.dtype)
+        ctx.g, ctx.dtype = g, y.dtype
+        return y.new_zeros((*y.shape[:2], 1))
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Any:
