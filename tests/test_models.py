@@ -82,7 +82,7 @@ def test_lm_eager_readout_chunked_softmax_equals_autograd(bias: bool) -> None:
     """The hand-written readout, in one pass and in two over vocabulary chunks (the
     log-sum-exp first), equals autograd's cross-entropy: losses, output gradients and
     the decoder's accumulated gradients, the output mask applied."""
-    from mbrnn.models.language_model import readout_rows
+    from mbrnn.models.lm_segment import readout_rows
 
     model = _lm(None, vocab=37, size=6).train()
     assert model.decoder is not None
@@ -110,7 +110,7 @@ def test_lm_eager_readout_chunked_softmax_equals_autograd(bias: bool) -> None:
 def test_lm_softmax_transient_bounds_the_measured_readout() -> None:
     """The planner charges :func:`softmax_transient` for the eager readout: it bounds
     the measured allocation, one pass and two, and is not loose by more than 2x."""
-    from mbrnn.models.language_model import _Shape, readout_rows, softmax_transient
+    from mbrnn.models.lm_segment import Shape, readout_rows, softmax_transient
 
     V, H, B = 5000, 32, 6
     model = _lm(None, vocab=V, size=H, dtype=torch.float32).train()
@@ -120,7 +120,7 @@ def test_lm_softmax_transient_bounds_the_measured_readout() -> None:
         acc = [torch.zeros_like(p) for p in model._readout_params()]
         with MemoryMeter("cpu") as meter:
             readout_rows(model, rows, targets, None, chunk, acc)
-        bound = softmax_transient(B, H, V, _Shape(steps, chunk), 4)
+        bound = softmax_transient(B, H, V, Shape(steps, chunk), 4)
         assert meter.peak <= bound, (steps, chunk, meter.peak, bound)
         assert meter.peak >= bound / 2, (steps, chunk, meter.peak, bound)
 
@@ -130,6 +130,7 @@ def test_lm_eager_readout_across_pieces_and_shapes(monkeypatch: pytest.MonkeyPat
     (one-step runs under recomputation) and reads out chunked: gradients equal plain
     autograd's whatever the shape."""
     from mbrnn.models import language_model as lm
+    from mbrnn.models.lm_segment import Shape
 
     ids = torch.randint(0, 30, (41, 3), generator=torch.Generator().manual_seed(0))
     plain = _lm(None, drop=0.3).train()
@@ -137,7 +138,7 @@ def test_lm_eager_readout_across_pieces_and_shapes(monkeypatch: pytest.MonkeyPat
     model = _lm(1, drop=0.3).train()
     model.config.readout, model.config.policy = "eager", "recompute_all"
     model.config.memory_budget = 2**40
-    for shape in (lm._Shape(1, 30), lm._Shape(7, 30), lm._Shape(6, 4), lm._Shape(64, 11)):
+    for shape in (Shape(1, 30), Shape(7, 30), Shape(6, 4), Shape(64, 11)):
         monkeypatch.setattr(lm.LanguageModel, "_readout_shapes",
                             lambda self, T, B, budget, transient, s=shape: [s])
         loss, g, _ = _loss_and_grads(model, ids)
